@@ -1,0 +1,59 @@
+"""`python -m fewshot <step> --config PATH [--set key=value ...]`: the one entry point that the
+shell scripts and notebooks call."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import load_config
+from .errors import FewshotError
+
+STEPS = ("data", "train", "eval", "baselines", "report", "bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
+    ap.add_argument("step", choices=STEPS)
+    ap.add_argument("name", nargs="?", help="bench: which benchmark (client, serving, train, study)")
+    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any config key, e.g. --set data.sizes=[100,500]")
+    ap.add_argument("--only", action="append", default=[], metavar="RUN",
+                    help="train/eval: only these run names (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.step == "data":
+            from .data import build
+            m = build(cfg)
+            files = m["files"]
+            print(f"data: {len(files)} files in {cfg.data.out_dir}/ from {m['source']} "
+                  f"(train {m['split_rows']['train']}, valid {m['split_rows']['valid']}, "
+                  f"test {m['split_rows']['test']} rows; {len(m['labels'])} labels)")
+            return 0
+        if args.step == "train":
+            from .train import run_all
+            return run_all(cfg, only=args.only)
+        if args.step == "eval":
+            from .evaluate_runs import run_all
+            return run_all(cfg, only=args.only)
+        if args.step == "baselines":
+            from .baselines import run_all
+            return run_all(cfg)
+        if args.step == "report":
+            from .report import render
+            return render(cfg)
+        if args.step == "bench":
+            from .bench import run as bench_run
+            return bench_run(cfg, args.name)
+    except FewshotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""One YAML config drives every step; this module loads it, applies `--set` overrides and
+validates it, so a typo fails at once with the key's dotted name instead of deep in a run."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    source: str = "builtin"          # builtin | hub dataset name | local file or folder of splits
+    hub_config: Optional[str] = None  # e.g. "abstract" for ccdv/patent-classification
+    text_field: str = "text"
+    label_field: str = "label"
+    label_names: Optional[list[str]] = None  # names for integer labels when the source has none
+    sizes: list[int] = field(default_factory=lambda: [25, 75, 225])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    stratify: bool = True
+    split_seed: int = 0               # seed of made splits and of the evaluation subsample
+    valid_fraction: float = 0.1       # used only when the source has no valid split
+    test_fraction: float = 0.1        # used only when the source has no test split
+    eval_size: Optional[int] = None   # rows of valid/test written for scoring; None = all
+    builtin_rows: int = 5000          # size of the built-in set (all splits together)
+    out_dir: str = "data"
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "models/SmolLM2-135M-Instruct"
+    template: str = "smollm2"         # LLaMA-Factory template; must render like the served chat template
+    served_name: str = "base"
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "saves"
+    log_dir: str = "logs"
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target: str = "all"
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 4
+    lr_scheduler_type: str = "cosine"
+    cutoff_len: int = 1024
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 5
+    save_steps: int = 100
+    seed: int = 42
+    device: str = "auto"              # auto | cpu | cuda
+    precision: str = "auto"           # auto | bf16 | fp16 | fp32
+    gradient_checkpointing: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory key, passed through
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "merged"              # per_adapter | multi_lora | merged
+    split: str = "valid"              # valid | test
+    zero_shot: bool = True            # also score the base model (n = 0)
+    constrained: bool = False         # vLLM structured outputs restrict answers to the labels
+    concurrency: int = 16
+    max_tokens: int = 24
+    request_timeout: float = 120.0
+    max_retries: int = 4
+    server_start_timeout: float = 600.0
+    server_args: list[str] = field(default_factory=list)  # extra `vllm serve` flags
+    out_dir: str = "objs"
+    merged_dir: str = "saves/merged"
+    bootstrap: int = 1000
+
+
+@dataclass
+class BaselinesConfig:
+    methods: list[str] = field(default_factory=lambda: ["tfidf", "encoder", "setfit"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    encoder: str = "auto"             # auto = the offline all-MiniLM-L6-v2 package; or a model path/name
+    encoder_epochs: float = 10.0
+    setfit_iterations: int = 5
+
+
+@dataclass
+class ReportConfig:
+    out_dir: str = "report"
+    notebook: str = "see_result.ipynb"
+
+
+@dataclass
+class Config:
+    name: str = "demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    path: str = ""                    # where it was loaded from (set by load_config)
+
+    def hash(self, *sections: str) -> str:
+        """Stable short hash of the named sections (all when none), for done-markers."""
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        if sections:
+            d = {s: d[s] for s in sections}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "eval.mode": {"per_adapter", "multi_lora", "merged"},
+    "eval.split": {"valid", "test"},
+    "train.device": {"auto", "cpu", "cuda"},
+    "train.precision": {"auto", "bf16", "fp16", "fp32"},
+}
+
+
+def _check(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Return value converted to tp, or raise ConfigError naming key and file."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _check(value, [a for a in args if a is not type(None)][0], key, where)
+    if value is None:
+        raise ConfigError(f"{where}: '{key}' is missing a value (expected {_tname(tp)})")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, key, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: '{key}' must be a list of {_tname(args[0])}, got {value!r}")
+        return [_check(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: '{key}' must be {_tname(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _tname(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(cls: Any, raw: dict, prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "path"}
+    for k in raw:
+        if k not in names:
+            full = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"{where}: unknown config key '{full}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for k, v in raw.items():
+        full = f"{prefix}.{k}" if prefix else k
+        kwargs[k] = _check(v, hints[k], full, where)
+        if full in CHOICES and kwargs[k] not in CHOICES[full]:
+            raise ConfigError(f"{where}: '{full}' must be one of {sorted(CHOICES[full])}, got {v!r}")
+    return cls(**kwargs)
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set data.sizes=[100,500]")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r}: {e}") from None
+    node = raw
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def _env_overrides() -> list[str]:
+    """FEWSHOT_SET='a.b=1;c.d=x' lets shell users override keys without editing YAML."""
+    text = os.environ.get("FEWSHOT_SET", "").strip()
+    return [s for s in text.split(";") if s.strip()] if text else []
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    for item in _env_overrides() + list(overrides or []):
+        _apply_override(raw, item)
+    cfg = _build(Config, raw, "", str(p))
+    cfg.path = str(p)
+    _validate(cfg, str(p))
+    return cfg
+
+
+def _validate(cfg: Config, where: str) -> None:
+    d = cfg.data
+    if not d.sizes:
+        raise ConfigError(f"{where}: 'data.sizes' is empty")
+    if any(n <= 0 for n in d.sizes):
+        raise ConfigError(f"{where}: 'data.sizes' must be positive, got {d.sizes}")
+    dup = sorted({n for n in d.sizes if d.sizes.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: 'data.sizes' has duplicate sizes {dup}")
+    if not d.seeds or len(set(d.seeds)) != len(d.seeds):
+        raise ConfigError(f"{where}: 'data.seeds' must be a non-empty list of distinct seeds, got {d.seeds}")
+    if d.eval_size is not None and d.eval_size <= 0:
+        raise ConfigError(f"{where}: 'data.eval_size' must be positive or null, got {d.eval_size}")
+    for k in ("valid_fraction", "test_fraction"):
+        if not 0 < getattr(d, k) < 0.5:
+            raise ConfigError(f"{where}: 'data.{k}' must be in (0, 0.5), got {getattr(d, k)}")
+    if cfg.eval.concurrency < 1:
+        raise ConfigError(f"{where}: 'eval.concurrency' must be >= 1")
+    for m in cfg.baselines.methods:
+        if m not in {"tfidf", "encoder", "setfit"}:
+            raise ConfigError(f"{where}: unknown baseline method {m!r} in 'baselines.methods'")

@@ -1,0 +1,247 @@
+"""The data step: load a labelled text set (built-in, hub, or local files) with `datasets`,
+make the splits it lacks, draw nested seeded few-shot subsets, and write Alpaca files plus the
+`dataset_info.json` LLaMA-Factory reads and a manifest that pins every file by sha256."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+from . import builtin_data
+from .config import Config, DataConfig
+from .errors import DataError
+from .fileio import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_file
+from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
+
+LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "test": "test"}
+
+
+# ---------------------------------------------------------------- loading
+
+def _is_local(source: str) -> bool:
+    p = Path(source)
+    return p.exists() or p.suffix.lower() in LOCAL_FORMATS or "/" in source and source.startswith((".", "/", "~"))
+
+
+def _local_files(source: str) -> dict[str, Path]:
+    """split name -> file for a local file (one 'train' split) or a folder of split files."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise DataError(f"data file not found: {p} (data.source)")
+    if p.is_file():
+        if p.suffix.lower() not in LOCAL_FORMATS:
+            raise DataError(f"{p}: unsupported format '{p.suffix}' (use .csv, .json, .jsonl or .parquet)")
+        return {"train": p}
+    found: dict[str, Path] = {}
+    for f in sorted(p.iterdir()):
+        split = SPLIT_ALIASES.get(f.stem.lower())
+        if split and f.suffix.lower() in LOCAL_FORMATS:
+            if split in found:
+                raise DataError(f"{p}: two files for split '{split}': {found[split].name}, {f.name}")
+            found[split] = f
+    if "train" not in found:
+        raise DataError(f"{p}: no train file (expected train.csv/.json/.jsonl/.parquet in the folder)")
+    return found
+
+
+def _load_local(source: str) -> dict:
+    import datasets
+    out = {}
+    for split, f in _local_files(source).items():
+        try:
+            ds = datasets.load_dataset(LOCAL_FORMATS[f.suffix.lower()], data_files=str(f), split="train")
+        except Exception as e:  # datasets raises many types for unreadable files
+            raise DataError(f"{f}: cannot read as {LOCAL_FORMATS[f.suffix.lower()]}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        out[split] = (ds, str(f))
+    return out
+
+
+def _load_hub(cfg: DataConfig) -> dict:
+    import datasets
+    try:
+        dd = datasets.load_dataset(cfg.source, cfg.hub_config)
+    except Exception as e:
+        raise DataError(f"cannot load dataset '{cfg.source}' (config {cfg.hub_config!r}) from the hub or its "
+                        f"cache: {type(e).__name__}: {e}") from None
+    out = {}
+    for name, ds in dd.items():
+        split = SPLIT_ALIASES.get(name)
+        if split:
+            out[split] = (ds, f"{cfg.source}[{name}]")
+    if "train" not in out:
+        raise DataError(f"dataset '{cfg.source}' has no train split (has {list(dd)})")
+    return out
+
+
+def _rows(ds, where: str, cfg: DataConfig) -> tuple[list[dict], list[str] | None]:
+    """Validated {'text','label'} rows of one split, and the label names the source declares."""
+    cols = list(ds.column_names)
+    for flag, col in (("data.text_field", cfg.text_field), ("data.label_field", cfg.label_field)):
+        if col not in cols:
+            raise DataError(f"{where}: no column '{col}' ({flag}); columns are {cols}")
+    feat = ds.features[cfg.label_field]
+    declared = list(feat.names) if hasattr(feat, "names") else cfg.label_names
+    rows = []
+    for i, (text, label) in enumerate(zip(ds[cfg.text_field], ds[cfg.label_field])):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: row {i + 1}: empty or missing text in column '{cfg.text_field}'")
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(f"{where}: row {i + 1}: empty or missing label in column '{cfg.label_field}'")
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            label = str(label)
+        if isinstance(label, int) and declared is not None:
+            if not 0 <= label < len(declared):
+                raise DataError(f"{where}: row {i + 1}: label id {label} outside the {len(declared)} "
+                                f"label names (data.label_names)")
+            label = declared[label]
+        rows.append({"text": " ".join(text.split()), "label": str(label).strip()})
+    return rows, declared
+
+
+def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, str], list[str]]:
+    """(rows per split, where each split came from, label order)."""
+    if cfg.source == "builtin":
+        rows = builtin_data.generate(cfg.builtin_rows)
+        return {"train": rows}, {"train": "builtin"}, list(builtin_data.LABELS)
+    raw = _load_local(cfg.source) if _is_local(cfg.source) else _load_hub(cfg)
+    splits, origin, declared = {}, {}, None
+    for split, (ds, where) in raw.items():
+        splits[split], d = _rows(ds, where, cfg)
+        origin[split] = where
+        declared = declared or d
+    labels = list(declared) if declared else sorted({r["label"] for r in splits["train"]})
+    return splits, origin, labels
+
+
+# ---------------------------------------------------------------- sampling
+
+def prefix_order(labels: list[str], seed: int, stratify: bool) -> list[int]:
+    """A seeded permutation of row indices whose every prefix is a sample of the rows.
+
+    Taking the first n for each size gives nested subsets (100 inside 500 for one seed). With
+    stratify, the k-th of a class's n_c rows is placed at (k + u) / n_c, so every prefix holds
+    each class in proportion (within one row)."""
+    rng = random.Random(seed)
+    idx = list(range(len(labels)))
+    if not stratify:
+        rng.shuffle(idx)
+        return idx
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    keyed = []
+    for lab in sorted(by_class):
+        members = by_class[lab]
+        rng.shuffle(members)
+        n = len(members)
+        keyed += [((k + rng.random()) / n, i) for k, i in enumerate(members)]
+    keyed.sort()
+    return [i for _, i in keyed]
+
+
+def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: str) -> dict[str, list[dict]]:
+    """Carve valid/test out of train, seeded and stratified, where the source lacks them."""
+    missing = [s for s in ("valid", "test") if s not in splits]
+    if not missing:
+        return splits
+    train = splits["train"]
+    if cfg.stratify:
+        need = 1 + len(missing)
+        for lab, c in sorted(Counter(r["label"] for r in train).items()):
+            if c < need:
+                raise DataError(f"{where}: label '{lab}' has {c} row(s), too few to stratify the "
+                                f"{'/'.join(missing)} split(s) (needs {need}); add rows or set data.stratify=false")
+    order = prefix_order([r["label"] for r in train], cfg.split_seed + 7919, cfg.stratify)
+    out = dict(splits)
+    start = 0
+    for s in missing:
+        frac = cfg.valid_fraction if s == "valid" else cfg.test_fraction
+        # stride through the stratified order so each made split is itself stratified
+        k = max(1, round(frac * len(train)))
+        out[s] = [train[i] for i in order[start:start + k]]
+        start += k
+    out["train"] = [train[i] for i in order[start:]]
+    return out
+
+
+# ---------------------------------------------------------------- writing
+
+def train_file_name(size: int, seed: int, cfg: DataConfig) -> str:
+    """llm_train_{n} for the first seed (the seed's own names), llm_train_{n}_s{seed} otherwise."""
+    return f"llm_train_{size}" if seed == cfg.seeds[0] else f"llm_train_{size}_s{seed}"
+
+
+def eval_file_name(split: str) -> str:
+    return f"llm_{split}"
+
+
+def build(cfg: Config) -> dict:
+    """Run the data step; returns the manifest. Everything is checked before anything is written."""
+    d = cfg.data
+    splits, origin, labels = load_splits(d)
+    splits = make_missing_splits(splits, d, origin["train"])
+    known = set(labels)
+    for lab in sorted({r["label"] for r in splits["train"]} - known):
+        raise DataError(f"{origin['train']}: label '{lab}' is not among the declared label names {labels}")
+    train_labels = {r["label"] for r in splits["train"]}
+    labels = [lab for lab in labels if lab in train_labels]
+    for split in ("valid", "test"):
+        for i, r in enumerate(splits[split]):
+            if r["label"] not in train_labels:
+                raise DataError(f"{origin.get(split, origin['train'])}: row {i + 1}: label '{r['label']}' in the "
+                                f"{split} split does not occur in the train split")
+    n_train = len(splits["train"])
+    for n in d.sizes:
+        if n > n_train:
+            raise DataError(f"data.sizes: size {n} is larger than the train split ({n_train} rows, "
+                            f"{origin['train']})")
+
+    instruction = build_instruction(labels)
+    files: dict[str, list[dict]] = {}
+    meta: dict[str, dict] = {}
+    train_labels_list = [r["label"] for r in splits["train"]]
+    for seed in d.seeds:
+        order = prefix_order(train_labels_list, seed, d.stratify)
+        for n in sorted(d.sizes):
+            name = train_file_name(n, seed, d)
+            files[name] = [alpaca_row(instruction, **splits["train"][i]) for i in order[:n]]
+            meta[name] = {"kind": "train", "size": n, "seed": seed}
+    for split in ("valid", "test"):
+        rows = splits[split]
+        if d.eval_size is not None and d.eval_size < len(rows):
+            order = prefix_order([r["label"] for r in rows], d.split_seed, d.stratify)
+            rows = [rows[i] for i in sorted(order[:d.eval_size])]
+        files[eval_file_name(split)] = [alpaca_row(instruction, **r) for r in rows]
+        meta[eval_file_name(split)] = {"kind": split, "size": len(rows), "of": len(splits[split])}
+
+    out = Path(d.out_dir)
+    dataset_info = {}
+    for name, rows in files.items():
+        atomic_write_text(out / f"{name}.json", dumps_json(rows))
+        dataset_info[name] = {"file_name": f"{name}.json", "formatting": "alpaca", "columns": dict(ALPACA_COLUMNS)}
+        meta[name]["class_counts"] = dict(sorted(Counter(r["output"] for r in rows).items()))
+        meta[name]["sha256"] = sha256_file(out / f"{name}.json")
+    atomic_write_json(out / "dataset_info.json", dataset_info)
+    manifest = {
+        "source": d.source,
+        "hub_config": d.hub_config,
+        "origin": origin,
+        "config_hash": cfg.hash("data"),
+        "labels": labels,
+        "split_rows": {s: len(splits[s]) for s in ("train", "valid", "test")},
+        "sizes": sorted(d.sizes),
+        "seeds": d.seeds,
+        "stratify": d.stratify,
+        "files": meta,
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def load_manifest(cfg: Config) -> dict:
+    p = Path(cfg.data.out_dir) / "manifest.json"
+    if not p.exists():
+        raise DataError(f"{p} not found: run the data step first (python -m fewshot data --config {cfg.path})")
+    return read_json(p)

@@ -1,0 +1,206 @@
+"""The train step: one LoRA adapter per (size, seed) with real LLaMA-Factory in the training env.
+
+Each run gets `saves/<run>/train.yaml` (LLaMA-Factory's own example layout) and one
+`llamafactory-cli train` call. A run is finished only when its adapter files and `done.json`
+(holding the run's hash) exist; a changed config or data file retrains it, an interrupted run
+resumes from its last checkpoint, and Ctrl-C or `kill` stops the trainer's process group."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from . import procs
+from .config import Config
+from .data import load_manifest, train_file_name
+from .envs import env_bin, has_gpu, subprocess_env
+from .errors import FewshotError
+from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def run_names(cfg: Config) -> list[tuple[str, int, int]]:
+    """(run name, size, seed) for every run the config asks for; the run is named after its data file."""
+    return [(train_file_name(n, s, cfg.data), n, s) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
+
+
+def run_dir(cfg: Config, name: str) -> Path:
+    return Path(cfg.train.out_dir) / name
+
+
+def check_model_path(cfg: Config) -> None:
+    """A local-looking model path that does not exist fails here, naming it, not deep in LLaMA-Factory."""
+    p = Path(cfg.model.name_or_path).expanduser()
+    local = cfg.model.name_or_path.startswith(("/", ".", "~")) or p.parts[:1] == ("models",)
+    if local and not (p / "config.json").exists():
+        raise FewshotError(f"model.name_or_path: no model folder at {p} (expected a config.json there; "
+                           f"`bash setup.sh` makes models/SmolLM2-135M-Instruct)")
+
+
+def device_and_precision(cfg: Config) -> tuple[str, str]:
+    t = cfg.train
+    device = t.device if t.device != "auto" else ("cuda" if has_gpu() else "cpu")
+    precision = t.precision if t.precision != "auto" else "bf16"
+    return device, precision
+
+
+def lf_args(cfg: Config, name: str, data_sha: str) -> dict:
+    """The LLaMA-Factory YAML for one run (keys as in its examples/train_lora/*.yaml)."""
+    t, out = cfg.train, run_dir(cfg, name)
+    device, precision = device_and_precision(cfg)
+    args = {
+        "model_name_or_path": str(Path(cfg.model.name_or_path).resolve()) if Path(cfg.model.name_or_path).exists()
+        else cfg.model.name_or_path,
+        "trust_remote_code": True,
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": t.lora_rank,
+        "lora_alpha": t.lora_alpha,
+        "lora_dropout": t.lora_dropout,
+        "lora_target": t.lora_target,
+        "dataset_dir": str(Path(cfg.data.out_dir).resolve()),
+        "dataset": name,
+        "template": cfg.model.template,
+        "cutoff_len": t.cutoff_len,
+        "overwrite_cache": True,
+        "output_dir": str(out.resolve()),
+        "overwrite_output_dir": True,  # we decide about resuming ourselves (resume_from_checkpoint)
+        "logging_steps": t.logging_steps,
+        "save_steps": t.save_steps,
+        "save_total_limit": 1,
+        "plot_loss": True,
+        "report_to": "none",
+        "include_num_input_tokens_seen": True,
+        "per_device_train_batch_size": t.per_device_train_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "learning_rate": t.learning_rate,
+        "num_train_epochs": t.num_train_epochs,
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "warmup_steps": t.warmup_steps,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": "adamw_torch",
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "ddp_timeout": 180000000,
+        "dataloader_num_workers": 0,
+    }
+    if precision in ("bf16", "fp16"):
+        args[precision] = True
+    if device == "cpu":
+        args["use_cpu"] = True
+    if not t.gradient_checkpointing:
+        args["disable_gradient_checkpointing"] = True
+    args.update(t.extra)
+    args["_fewshot_data_sha256"] = data_sha  # hashed, then removed before writing
+    return args
+
+
+def run_hash(args: dict) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    cks = sorted((p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                 key=lambda p: int(p.name.split("-")[-1]))
+    for ck in reversed(cks):  # a checkpoint torn by a kill lacks trainer_state.json
+        if (ck / "trainer_state.json").exists():
+            return ck
+    return None
+
+
+def is_done(cfg: Config, name: str, h: str) -> bool:
+    out = run_dir(cfg, name)
+    done = out / "done.json"
+    return done.exists() and read_json(done).get("hash") == h and all((out / f).exists() for f in ADAPTER_FILES)
+
+
+def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str) -> str:
+    """Train (or skip, or resume) one run. Returns 'skipped' | 'trained'; raises on failure."""
+    args = lf_args(cfg, name, data_sha)
+    h = run_hash(args)
+    args.pop("_fewshot_data_sha256")
+    out = run_dir(cfg, name)
+    if is_done(cfg, name, h):
+        return "skipped"
+    started = out / "run.json"
+    if out.exists() and (not started.exists() or read_json(started).get("hash") != h):
+        shutil.rmtree(out)  # another config trained here: its checkpoints must not be resumed
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(started, {"hash": h, "run": name, "size": size, "seed": seed})
+    ck = last_checkpoint(out)
+    if ck is not None:
+        args["resume_from_checkpoint"] = str(ck)
+    atomic_write_text(out / "train.yaml", yaml.safe_dump(args, sort_keys=False))
+
+    log = Path(cfg.train.log_dir) / f"{name}.train.log"
+    cmd = [env_bin("train", "llamafactory-cli"), "train", str((out / "train.yaml").resolve())]
+    print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
+          + f" (log: {log})", flush=True)
+    t0 = time.time()
+    proc = procs.start(cmd, log, env=subprocess_env(DISABLE_VERSION_CHECK="1"))
+    try:
+        rc = proc.wait()
+    except BaseException:
+        procs.stop(proc)
+        raise
+    wall = time.time() - t0
+    if rc != 0 or not all((out / f).exists() for f in ADAPTER_FILES):
+        raise FewshotError(f"{name}: llamafactory-cli exited with {rc}; last lines of {log}:\n{procs.tail(log)}")
+    summary = summarize(out, name, size, seed, wall)
+    append_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl", summary)
+    atomic_write_json(out / "done.json", {"hash": h, **summary})
+    print(f"[train] {name}: done in {wall:.0f}s, {summary['samples_per_s']} samples/s, "
+          f"final loss {summary['final_loss']}", flush=True)
+    return "trained"
+
+
+def summarize(out: Path, name: str, size: int, seed: int, wall: float) -> dict:
+    res = read_json(out / "train_results.json") if (out / "train_results.json").exists() else {}
+    logs = [r for r in read_jsonl(out / "trainer_log.jsonl") if "loss" in r]
+    args = yaml.safe_load((out / "train.yaml").read_text())
+    return {
+        "run": name, "rows": size, "seed": seed, "epochs": args.get("num_train_epochs"),
+        "wall_s": round(wall, 1),
+        "train_runtime_s": res.get("train_runtime"),
+        "samples_per_s": res.get("train_samples_per_second"),
+        "tokens_seen": res.get("num_input_tokens_seen"),
+        "final_loss": logs[-1]["loss"] if logs else res.get("train_loss"),
+        "mean_loss": res.get("train_loss"),
+        "precision": "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32",
+        "device": "cpu" if args.get("use_cpu") else "gpu",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def run_all(cfg: Config, only: list[str] | None = None) -> int:
+    manifest = load_manifest(cfg)
+    check_model_path(cfg)
+    runs = [r for r in run_names(cfg) if not only or r[0] in only]
+    status: dict[str, str] = {}
+    with procs.TermAsInterrupt():
+        for name, size, seed in runs:
+            meta = manifest["files"].get(name)
+            if meta is None:
+                raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "
+                                   f"step with this config")
+            try:
+                status[name] = train_one(cfg, name, size, seed, meta["sha256"])
+            except FewshotError as e:
+                print(f"[train] FAILED {e}", flush=True)
+                status[name] = "failed"
+    skipped = [n for n, s in status.items() if s == "skipped"]
+    if skipped and len(skipped) == len(status):
+        print(f"[train] nothing to do: all {len(status)} runs are already trained ({', '.join(skipped)})")
+    elif skipped:
+        print(f"[train] skipped (already trained): {', '.join(skipped)}")
+    failed = [n for n, s in status.items() if s == "failed"]
+    if failed:
+        print(f"[train] {len(failed)} run(s) failed: {', '.join(failed)}")
+        return 1
+    return 0
