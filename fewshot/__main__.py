@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_all(cfg)
         if args.step == "report":
             from .report import render
-            return render(cfg)
+            return render(cfg, args.overrides)
         if args.step == "bench":
             from .bench import run as bench_run
             return bench_run(cfg, args.name)

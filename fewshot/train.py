@@ -100,9 +100,15 @@ def lf_args(cfg: Config, name: str, data_sha: str) -> dict:
     return args
 
 
+# Keys that change how a run is logged or checkpointed, not the adapter it produces.
+NOT_HASHED = {"logging_steps", "save_steps", "save_total_limit", "plot_loss", "report_to",
+              "dataloader_num_workers", "resume_from_checkpoint", "output_dir", "overwrite_output_dir"}
+
+
 def run_hash(args: dict) -> str:
     import hashlib
-    return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = {k: v for k, v in args.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def last_checkpoint(out: Path) -> Path | None:

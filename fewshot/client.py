@@ -1,0 +1,91 @@
+"""The scoring client: langchain-openai ChatOpenAI against our vLLM server, many requests in
+flight, each answer appended to `predictions.jsonl` the moment it arrives so a rerun (or a run
+whose server died) picks up exactly the rows still missing."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from .errors import FewshotError
+from .fileio import append_jsonl, read_jsonl
+from .metrics import match_label
+from .prompt import chat_messages
+
+
+class ScoringError(FewshotError):
+    pass
+
+
+def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_retries: int,
+             labels: list[str] | None = None):
+    """ChatOpenAI at temperature 0; with labels, vLLM structured outputs restrict the answer to them.
+    The OpenAI client underneath retries timeouts, connection errors and 5xx with exponential backoff."""
+    from langchain_openai import ChatOpenAI
+    kwargs = {}
+    if labels:
+        kwargs["extra_body"] = {"structured_outputs": {"choice": list(labels)}}
+    return ChatOpenAI(model=model, base_url=base_url, api_key="EMPTY", temperature=0, max_tokens=max_tokens,
+                      timeout=timeout, max_retries=max_retries, **kwargs)
+
+
+def to_langchain(row: dict):
+    from langchain_core.messages import HumanMessage, SystemMessage
+    kinds = {"system": SystemMessage, "user": HumanMessage}
+    return [kinds[m["role"]](content=m["content"]) for m in chat_messages(row)]
+
+
+def pending_rows(pred_path: Path, n: int) -> list[int]:
+    done = {r["i"] for r in read_jsonl(pred_path)}
+    return [i for i in range(n) if i not in done]
+
+
+async def _score(llm, rows: list[dict], todo: list[int], labels: list[str], pred_path: Path,
+                 concurrency: int, progress: bool, desc: str) -> list[tuple[int, str]]:
+    sem = asyncio.Semaphore(concurrency)
+    failures: list[tuple[int, str]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc=desc, unit="row", mininterval=2.0)
+
+    async def one(i: int) -> None:
+        async with sem:
+            try:
+                msg = await llm.ainvoke(to_langchain(rows[i]))
+                raw = msg.content if isinstance(msg.content, str) else str(msg.content)
+            except Exception as e:  # retried already by the client; recorded, row stays pending
+                failures.append((i, f"{type(e).__name__}: {e}"))
+                if bar:
+                    bar.update(1)
+                return
+        pred = match_label(raw, labels)
+        append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": rows[i]["output"]})
+        if bar:
+            bar.update(1)
+
+    await asyncio.gather(*(one(i) for i in todo))
+    if bar:
+        bar.close()
+    return failures
+
+
+def score(base_url: str, model: str, rows: list[dict], labels: list[str], pred_path: Path, *,
+          concurrency: int = 16, constrained: bool = False, max_tokens: int = 24, timeout: float = 120.0,
+          max_retries: int = 4, progress: bool = True, desc: str = "") -> dict:
+    """Score the rows not yet in pred_path; returns counts. Raises ScoringError if rows failed."""
+    pred_path = Path(pred_path)
+    todo = pending_rows(pred_path, len(rows))
+    if not todo:
+        return {"scored": 0, "pending": 0, "seconds": 0.0}
+    llm = make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None)
+    t0 = time.time()
+    failures = asyncio.run(_score(llm, rows, todo, labels, pred_path, concurrency, progress, desc or model))
+    secs = time.time() - t0
+    if failures:
+        first = failures[0][1].splitlines()[0][:300]
+        raise ScoringError(f"{model}: {len(failures)} of {len(todo)} requests failed after retries "
+                           f"(first: row {failures[0][0]}: {first}); the {len(todo) - len(failures)} answers "
+                           f"received are saved in {pred_path}, rerun to finish")
+    return {"scored": len(todo), "pending": 0, "seconds": round(secs, 2),
+            "rows_per_s": round(len(todo) / secs, 3) if secs else None}

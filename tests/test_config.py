@@ -1,0 +1,63 @@
+import pytest
+
+from fewshot.config import load_config
+from fewshot.errors import ConfigError
+
+
+def test_demo_and_paper_presets_load():
+    demo = load_config("configs/demo.yaml")
+    paper = load_config("configs/paper.yaml")
+    assert demo.model.template == "smollm2" and demo.data.source == "builtin"
+    assert paper.data.sizes == [100, 500, 1000, 2000]
+    assert paper.data.eval_size is None and paper.model.template == "glm4"
+    # the seed's hyper-parameters
+    t = paper.train
+    assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.learning_rate, t.num_train_epochs) == (8, 16, 0.0, 5e-5, 3.0)
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.cutoff_len) == (2, 4, 1024)
+
+
+def test_overrides_any_key_with_yaml_values():
+    cfg = load_config("configs/demo.yaml", ["data.sizes=[100,500]", "eval.constrained=true",
+                                            "train.extra.flash_attn=auto"])
+    assert cfg.data.sizes == [100, 500]
+    assert cfg.eval.constrained is True
+    assert cfg.train.extra == {"flash_attn": "auto"}
+
+
+def test_env_overrides(monkeypatch):
+    monkeypatch.setenv("FEWSHOT_SET", "data.seeds=[0,1];eval.concurrency=4")
+    cfg = load_config("configs/demo.yaml")
+    assert cfg.data.seeds == [0, 1] and cfg.eval.concurrency == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.sise=3", "unknown config key 'data.sise'"),
+    ("bogus=1", "unknown config key 'bogus'"),
+    ("data.sizes=abc", "'data.sizes' must be a list"),
+    ("data.sizes=[10,x]", "'data.sizes[1]' must be int"),
+    ("train.learning_rate=fast", "'train.learning_rate' must be float"),
+    ("data.stratify=maybe", "'data.stratify' must be true or false"),
+    ("data.text_field=", "'data.text_field' is missing a value"),
+    ("eval.mode=batch", "'eval.mode' must be one of"),
+    ("data.sizes=[10,10]", "duplicate sizes [10]"),
+    ("data.sizes=[0]", "must be positive"),
+    ("nokey", "expected key=value"),
+])
+def test_bad_config_names_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config("configs/demo.yaml", [override])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+
+
+def test_hash_changes_with_a_value():
+    a = load_config("configs/demo.yaml")
+    b = load_config("configs/demo.yaml", ["train.learning_rate=0.002"])
+    assert a.hash("data") == b.hash("data") and a.hash("train") != b.hash("train")

@@ -1,0 +1,204 @@
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import write_rows
+from fewshot import builtin_data
+from fewshot.config import load_config
+from fewshot.data import build, prefix_order
+from fewshot.errors import DataError
+from fewshot.prompt import INPUT_PREFIX, build_instruction
+
+
+def _rows(n, labels=("pos", "neg", "neu"), seed=0):
+    rng = random.Random(seed)
+    return [{"text": f"doc {i} " + " ".join(rng.choice("abcdefgh") for _ in range(8)),
+             "label": labels[i % len(labels)]} for i in range(n)]
+
+
+def _build(write_config, **extra):
+    cfg = load_config(write_config(extra))
+    return cfg, build(cfg)
+
+
+def _load(cfg, name):
+    return json.loads((Path(cfg.data.out_dir) / f"{name}.json").read_text())
+
+
+def test_builtin_alpaca_files_and_dataset_info(write_config):
+    cfg, m = _build(write_config)
+    out = Path(cfg.data.out_dir)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert set(info) == {"llm_train_10", "llm_train_30", "llm_valid", "llm_test"}
+    for name, entry in info.items():
+        assert (out / entry["file_name"]).exists()
+        assert entry["columns"] == {"system": "instruction", "prompt": "input", "response": "output"}
+    rows = _load(cfg, "llm_train_30")
+    assert len(rows) == 30
+    assert set(rows[0]) == {"instruction", "input", "output"}
+    assert rows[0]["input"].startswith(INPUT_PREFIX)
+    assert rows[0]["instruction"] == build_instruction(m["labels"])
+    assert "Unknown" not in rows[0]["instruction"]
+    assert m["labels"] == builtin_data.LABELS
+    for lab in m["labels"]:
+        assert f'"{lab}"' in rows[0]["instruction"]
+    assert len(_load(cfg, "llm_valid")) == 40  # eval_size
+    assert m["files"]["llm_train_30"]["class_counts"] == dict(sorted(Counter(r["output"] for r in rows).items()))
+
+
+def test_subsets_are_nested_per_seed_and_differ_across_seeds(write_config):
+    cfg, _ = _build(write_config, **{"data.sizes": [10, 30, 90], "data.seeds": [0, 1]})
+    small, mid, big = (_load(cfg, f"llm_train_{n}") for n in (10, 30, 90))
+    key = lambda r: r["input"]
+    assert {key(r) for r in small} <= {key(r) for r in mid} <= {key(r) for r in big}
+    other = _load(cfg, "llm_train_30_s1")
+    assert {key(r) for r in other} != {key(r) for r in mid}
+    assert {key(r) for r in _load(cfg, "llm_train_10_s1")} <= {key(r) for r in other}
+
+
+def test_stratified_prefixes_keep_class_shares():
+    labels = ["a"] * 600 + ["b"] * 300 + ["c"] * 100
+    order = prefix_order(labels, seed=3, stratify=True)
+    assert sorted(order) == list(range(1000))
+    for n in (10, 50, 200):
+        counts = Counter(labels[i] for i in order[:n])
+        for lab, share in (("a", .6), ("b", .3), ("c", .1)):
+            assert abs(counts[lab] - share * n) <= 1.5, (n, counts)
+    # unstratified prefixes drift further at small n for some seed
+    drift = max(abs(Counter(labels[i] for i in prefix_order(labels, s, False)[:10])["c"] - 1) for s in range(20))
+    assert drift >= 2
+
+
+def test_rerun_is_byte_identical(write_config):
+    cfg, _ = _build(write_config)
+    out = Path(cfg.data.out_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    build(cfg)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    m = json.loads((out / "manifest.json").read_text())
+    import hashlib
+    for name, meta in m["files"].items():
+        assert hashlib.sha256((out / f"{name}.json").read_bytes()).hexdigest() == meta["sha256"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_local_file_source_makes_stratified_splits(write_config, tmp_path, suffix):
+    src = write_rows(tmp_path / f"mine{suffix}", _rows(300))
+    cfg, m = _build(write_config, **{"data.source": str(src), "data.eval_size": None})
+    assert m["split_rows"] == {"train": 240, "valid": 30, "test": 30}
+    assert m["labels"] == ["neg", "neu", "pos"]
+    assert m["files"]["llm_valid"]["class_counts"] == {"neg": 10, "neu": 10, "pos": 10}
+
+
+def test_local_folder_of_splits_with_integer_labels(write_config, tmp_path):
+    folder = tmp_path / "ds"
+    mk = lambda n, s: [{"body": r["text"], "y": i % 2} for i, r in enumerate(_rows(n, seed=s))]
+    write_rows(folder / "train.jsonl", mk(60, 0))
+    write_rows(folder / "validation.jsonl", mk(10, 1))
+    write_rows(folder / "test.jsonl", mk(10, 2))
+    cfg, m = _build(write_config, **{"data.source": str(folder), "data.text_field": "body",
+                                     "data.label_field": "y", "data.label_names": ["no", "yes"],
+                                     "data.eval_size": None})
+    assert m["split_rows"] == {"train": 60, "valid": 10, "test": 10}
+    assert {r["output"] for r in _load(cfg, "llm_test")} == {"no", "yes"}
+
+
+# ------------------------------------------------------------------ bad input
+
+def _expect(write_config, message, **extra):
+    cfg = load_config(write_config(extra))
+    with pytest.raises(DataError, match=message):
+        build(cfg)
+    return cfg
+
+
+def test_missing_file(write_config, tmp_path):
+    _expect(write_config, "data file not found: .*nope.jsonl", **{"data.source": str(tmp_path / "nope.jsonl")})
+
+
+def test_unreadable_format(write_config, tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{this is not json")
+    _expect(write_config, "broken.json: cannot read as json", **{"data.source": str(bad)})
+    txt = tmp_path / "rows.txt"
+    txt.write_text("hello")
+    _expect(write_config, "rows.txt: unsupported format", **{"data.source": str(txt)})
+
+
+def test_missing_columns(write_config, tmp_path):
+    src = write_rows(tmp_path / "d.jsonl", _rows(60))
+    _expect(write_config, r"d.jsonl: no column 'body' \(data.text_field\)",
+            **{"data.source": str(src), "data.text_field": "body"})
+    _expect(write_config, r"d.jsonl: no column 'y' \(data.label_field\)",
+            **{"data.source": str(src), "data.label_field": "y"})
+
+
+def test_empty_text_names_the_row(write_config, tmp_path):
+    rows = _rows(60)
+    rows[16]["text"] = "   "
+    src = write_rows(tmp_path / "d.jsonl", rows)
+    _expect(write_config, "d.jsonl: row 17: empty or missing text", **{"data.source": str(src)})
+
+
+def test_label_missing_from_train(write_config, tmp_path):
+    folder = tmp_path / "ds"
+    write_rows(folder / "train.jsonl", _rows(60, labels=("a", "b")))
+    write_rows(folder / "valid.jsonl", _rows(6, labels=("a", "b")))
+    test = _rows(6, labels=("a", "b"))
+    test[4]["label"] = "zebra"
+    write_rows(folder / "test.jsonl", test)
+    _expect(write_config, "test.jsonl: row 5: label 'zebra' in the test split does not occur in the train split",
+            **{"data.source": str(folder)})
+
+
+def test_size_larger_than_train(write_config):
+    _expect(write_config, r"size 5000 is larger than the train split \(480 rows", **{"data.sizes": [10, 5000]})
+
+
+def test_duplicate_sizes_rejected_by_config(write_config):
+    from fewshot.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"duplicate sizes \[10\]"):
+        load_config(write_config({"data.sizes": [10, 30, 10]}))
+
+
+def test_class_too_small_to_stratify(write_config, tmp_path):
+    rows = _rows(60, labels=("a", "b"))
+    rows.append({"text": "lonely document", "label": "rare"})
+    src = write_rows(tmp_path / "d.csv", rows)
+    _expect(write_config, "d.csv: label 'rare' has 1 row\\(s\\), too few to stratify", **{"data.source": str(src)})
+    # with stratify off the same file builds
+    cfg = load_config(write_config({"data.source": str(src), "data.stratify": False, "data.sizes": [5]}))
+    build(cfg)
+
+
+def test_failed_build_leaves_no_files(write_config, tmp_path):
+    rows = _rows(60)
+    rows[59]["text"] = ""
+    src = write_rows(tmp_path / "d.jsonl", rows)
+    cfg = _expect(write_config, "row 60", **{"data.source": str(src)})
+    out = Path(cfg.data.out_dir)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_builtin_is_imbalanced_and_deterministic():
+    a, b = builtin_data.generate(2000), builtin_data.generate(2000)
+    assert a == b
+    counts = Counter(r["label"] for r in a)
+    assert counts.most_common(1)[0][0] in ("Physics", "Electricity")
+    assert counts["Textiles; Paper"] < counts["Fixed Constructions"] < counts["Physics"]
+    words = [len(r["text"].split()) for r in a]
+    assert 40 <= min(words) and max(words) <= 121
+
+
+def test_build_llm_data_notebook_runs_headless(write_config, tmp_path):
+    from fewshot.notebooks import execute
+    cfg_path = write_config()
+    execute("build_llm_data.ipynb", {"CONFIG": str(cfg_path), "OVERRIDES": ["data.sizes=[5,15]"]},
+            out_path=tmp_path / "executed.ipynb", cwd=".")
+    out = Path(load_config(cfg_path).data.out_dir)
+    assert (out / "llm_train_15.json").exists() and (out / "manifest.json").exists()
+    text = (tmp_path / "executed.ipynb").read_text()
+    assert "--- system" in text and "Classify the document" in text

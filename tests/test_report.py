@@ -1,0 +1,74 @@
+"""The morning report, executed headless on small results the test makes."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from fewshot.config import load_config
+from fewshot.evaluate_runs import Run, finish
+from fewshot.fileio import append_jsonl
+from fewshot.report import render
+
+LABELS = ["alpha", "beta", "gamma"]
+
+
+def _make_run(cfg, name, size, acc, seed=0, invalid=0):
+    rng = random.Random(f"{name}{seed}")
+    rows = [{"instruction": "i", "input": "x", "output": LABELS[i % 3]} for i in range(60)]
+    pred_path = Path(cfg.eval.out_dir) / name / "predictions.jsonl"
+    for i, r in enumerate(rows):
+        if i < invalid:
+            raw, pred = "I think it is about physics", None
+        else:
+            pred = r["output"] if rng.random() < acc else LABELS[(i + 1) % 3]
+            raw = pred
+        append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": r["output"]})
+    run = Run(name, size, seed if size else None, Path("x") if size else None, "h")
+    finish(cfg, run, rows, LABELS, "h", "merged", "sha", name, {"scored": 60}, 1.0)
+
+
+def _cfg(write_config, tmp_path):
+    cfg = load_config(write_config({"eval.bootstrap": 50}))
+    return cfg
+
+
+def test_report_executes_and_writes_every_figure(write_config, tmp_path):
+    cfg = _cfg(write_config, tmp_path)
+    _make_run(cfg, "zero_shot", 0, 0.3, invalid=5)
+    for n, acc in ((10, 0.5), (30, 0.7)):
+        for s in (0, 1):
+            _make_run(cfg, f"llm_train_{n}" + (f"_s{s}" if s else ""), n, acc, seed=s)
+    logdir = Path(cfg.train.out_dir) / "llm_train_10"
+    logdir.mkdir(parents=True)
+    (logdir / "trainer_log.jsonl").write_text("".join(json.dumps({"current_steps": i, "loss": 2 / i}) + "\n"
+                                                      for i in range(1, 6)))
+    assert render(cfg) == 0
+    out = Path(cfg.report.out_dir)
+    pngs = {p.name for p in out.glob("*.png")}
+    assert {"learning_curve.png", "radar.png", "training_loss.png", "confusion_zero_shot.png",
+            "confusion_llm_train_10.png", "confusion_llm_train_30.png"} <= pngs
+    for p in out.glob("*.png"):
+        assert p.stat().st_size > 10_000  # a real picture, not an empty canvas
+    html = (out / "report.html").read_text()
+    assert "llm_train_30_s1" in html and "macro_f1" in html  # the table
+    assert html.count("data:image/png;base64") >= 5  # the figures inline
+    assert "I think it is about physics" in html  # the invalid answers
+    assert "Traceback" not in html
+
+
+def test_report_with_nothing_says_so(write_config, tmp_path):
+    cfg = _cfg(write_config, tmp_path)
+    assert render(cfg) == 0
+    html = (Path(cfg.report.out_dir) / "report.html").read_text()
+    assert "No results in" in html and "Traceback" not in html
+    assert not list(Path(cfg.report.out_dir).glob("*.png"))
+
+
+def test_report_with_one_run_and_no_logs(write_config, tmp_path):
+    cfg = _cfg(write_config, tmp_path)
+    _make_run(cfg, "llm_train_10", 10, 0.6)
+    assert render(cfg) == 0
+    out = Path(cfg.report.out_dir)
+    html = (out / "report.html").read_text()
+    assert "No training logs" in html and (out / "learning_curve.png").exists()
