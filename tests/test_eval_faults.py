@@ -1,0 +1,139 @@
+"""Serving and scoring under injected faults, against a fake OpenAI-compatible server."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from fewshot.client import ScoringError, score
+from fewshot.fileio import read_jsonl
+from fewshot.metrics import compute, match_label
+from fewshot.prompt import alpaca_row, build_instruction
+from fewshot.serve import ServerError, VLLMServer, free_port
+
+LABELS = ["Physics", "Chemistry", "Electricity"]
+FAKE = str(ROOT / "tests" / "fake_openai.py")
+
+
+def rows(n=12):
+    ins = build_instruction(LABELS)
+    return [alpaca_row(ins, f"document {i}", LABELS[i % 3]) for i in range(n)]
+
+
+def fake(mode, n=0, tmp=None, timeout=20):
+    port = free_port()
+    cmd = [sys.executable, FAKE, str(port), mode, str(n)]
+    return VLLMServer(cmd, port, Path(tmp) / f"fake-{mode}-{port}.log", start_timeout=timeout)
+
+
+def _score(url, path, **kw):
+    kw = {"concurrency": 4, "timeout": 5, "max_retries": 2, "progress": False, **kw}
+    return score(url, "base", rows(), LABELS, path, **kw)
+
+
+def test_good_server_scores_every_row_and_rerun_scores_nothing(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    with fake("good", tmp=tmp_path) as url:
+        assert _score(url, preds)["scored"] == 12
+        assert _score(url, preds)["scored"] == 0
+    got = read_jsonl(preds)
+    assert sorted(r["i"] for r in got) == list(range(12))
+    assert all(r["pred"] == "Physics" and r["raw"] == " physics." for r in got)  # normalised match
+
+
+def test_server_that_never_becomes_ready_is_reported_and_stopped(tmp_path):
+    srv = fake("never_ready", tmp=tmp_path, timeout=3)
+    with pytest.raises(ServerError, match="not ready after 3s"):
+        srv.__enter__()
+    assert srv.proc.poll() is not None  # stopped by its PID
+
+
+def test_server_that_exits_at_start_shows_its_log(tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "-c", "import sys; print('boom: bad model'); sys.exit(3)"]
+    with pytest.raises(ServerError, match="(?s)exited with code 3.*boom: bad model"):
+        with VLLMServer(cmd, port, tmp_path / "x.log", 10):
+            pass
+
+
+def test_port_already_in_use(tmp_path):
+    with fake("good", tmp=tmp_path) as url:
+        port = int(url.split(":")[-1].split("/")[0])
+        with pytest.raises(ServerError, match=f"port {port} .* already in use"):
+            with VLLMServer([sys.executable, FAKE, str(port), "good"], port, tmp_path / "y.log", 5):
+                pass
+
+
+def test_server_killed_mid_eval_resumes_without_loss_or_duplicates(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    with fake("die_after", n=5, tmp=tmp_path) as url:
+        with pytest.raises(ScoringError, match="requests failed after retries.*rerun to finish"):
+            _score(url, preds, concurrency=1, max_retries=1, timeout=3)
+    first = read_jsonl(preds)
+    assert len(first) == 5
+    with fake("good", tmp=tmp_path) as url:
+        assert _score(url, preds)["scored"] == 7
+    ids = [r["i"] for r in read_jsonl(preds)]
+    assert sorted(ids) == list(range(12))  # none lost, none twice
+
+
+def test_500s_are_retried(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    with fake("flaky", tmp=tmp_path) as url:
+        assert _score(url, preds, concurrency=1, max_retries=3)["scored"] == 12
+    assert len(read_jsonl(preds)) == 12
+
+
+def test_timeouts_are_retried_then_reported(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    with fake("slow", tmp=tmp_path) as url:
+        t0 = time.time()
+        with pytest.raises(ScoringError, match="12 of 12 requests failed.*Timeout"):
+            _score(url, preds, concurrency=12, max_retries=1, timeout=1)
+        assert time.time() - t0 < 25
+    assert read_jsonl(preds) == []
+
+
+def test_garbage_answers_count_as_invalid_not_random(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    with fake("garbage", tmp=tmp_path) as url:
+        _score(url, preds)
+    got = read_jsonl(preds)
+    assert all(r["pred"] is None and r["raw"] == "banana split" for r in got)
+    m = compute([r["pred"] for r in got], [r["label"] for r in got], LABELS, n_boot=10)
+    assert m["invalid"] == 12 and m["accuracy"] == 0.0
+
+
+def test_ctrl_c_during_eval_stops_the_server(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from fewshot.serve import VLLMServer, free_port
+port = free_port()
+srv = VLLMServer([sys.executable, {FAKE!r}, str(port), 'slow'], port, {str(tmp_path / 'c.log')!r}, 20)
+with srv:
+    print(srv.proc.pid, flush=True)
+    time.sleep(120)
+""")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    server_pid = int(p.stdout.readline())
+    os.kill(server_pid, 0)  # alive
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=30)
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Physics", "Physics"), ("  physics\n", "Physics"), ('"Physics".', "Physics"), ("**Physics**", "Physics"),
+    ("Physics and Chemistry", None), ("", None), ("The answer is Physics", None),
+])
+def test_answer_normalisation(answer, expected):
+    assert match_label(answer, LABELS) == expected

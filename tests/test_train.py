@@ -1,0 +1,102 @@
+"""The train step with the real LLaMA-Factory in the training env, on tiny runs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, MODEL, needs_train_env
+from fewshot.config import load_config
+from fewshot.data import build
+from fewshot.errors import FewshotError
+from fewshot.train import lf_args, run_all, run_dir
+
+pytestmark = needs_train_env
+
+TINY = {"data.sizes": [4], "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
+        "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,
+        "train.logging_steps": 1, "train.save_steps": 1, "train.device": "cpu", "train.precision": "fp32",
+        "train.gradient_checkpointing": False}
+
+
+def _cfg(write_config, **extra):
+    cfg = load_config(write_config({**TINY, **extra}))
+    build(cfg)
+    return cfg
+
+
+def _generate(cfg, adapter=None):
+    data = Path(cfg.data.out_dir) / "llm_valid.json"
+    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.lf_generate", str(MODEL), str(data), "3"]
+    out = subprocess.run(cmd + ([str(adapter)] if adapter else []), capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_tiny_run_trains_an_adapter_that_changes_greedy_output_and_rerun_skips(write_config, capsys):
+    cfg = _cfg(write_config)
+    assert run_all(cfg) == 0
+    out = run_dir(cfg, "llm_train_4")
+    for f in ("adapter_model.safetensors", "adapter_config.json", "done.json", "train.yaml", "trainer_log.jsonl"):
+        assert (out / f).exists(), f
+    assert yaml.safe_load((out / "train.yaml").read_text())["dataset"] == "llm_train_4"
+    summary = [json.loads(x) for x in (Path(cfg.train.log_dir) / "train_summary.jsonl").read_text().splitlines()]
+    assert summary[-1]["run"] == "llm_train_4" and summary[-1]["rows"] == 4 and summary[-1]["samples_per_s"]
+    assert _generate(cfg) != _generate(cfg, out)
+
+    capsys.readouterr()
+    assert run_all(cfg) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    # a changed hyper-parameter retrains; a logging-only change does not
+    cfg2 = load_config(cfg.path, ["train.logging_steps=3"])
+    assert run_all(cfg2) == 0 and "nothing to do" in capsys.readouterr().out
+
+
+def test_killed_run_resumes_from_its_checkpoint(write_config, tmp_path):
+    cfg = _cfg(write_config, **{"data.sizes": [12], "train.num_train_epochs": 1})  # 6 steps, a checkpoint each
+    cmd = [sys.executable, "-m", "fewshot", "train", "--config", cfg.path]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = run_dir(cfg, "llm_train_12")
+    deadline = time.time() + 400
+    while not list(out.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert not (out / "done.json").exists()
+    # the trainer's process group is gone with it
+    assert subprocess.run(["pgrep", "-f", str(out / "train.yaml")], capture_output=True).returncode == 1
+    assert run_all(cfg) == 0
+    log = (Path(cfg.train.log_dir) / "llm_train_12.train.log").read_text()
+    assert "resume_from_checkpoint" in (out / "train.yaml").read_text()
+    assert "Continuing training from checkpoint" in log or "checkpoint" in log.split("$")[-1]
+    assert (out / "done.json").exists()
+
+
+def test_wrong_model_path_is_named(write_config, tmp_path):
+    cfg = _cfg(write_config, **{"model.name_or_path": str(tmp_path / "no-such-model")})
+    with pytest.raises(FewshotError, match="no-such-model"):
+        run_all(cfg)
+
+
+def test_failing_run_is_reported_and_others_go_on(write_config, capsys):
+    # a LLaMA-Factory error (unknown template) in every run: each is reported with its log tail
+    cfg = _cfg(write_config, **{"data.sizes": [2, 4], "model.template": "no_such_template"})
+    assert run_all(cfg) == 1
+    text = capsys.readouterr().out
+    assert "FAILED llm_train_2" in text and "FAILED llm_train_4" in text and "no_such_template" in text
+
+
+def test_lf_args_follow_the_config(write_config):
+    cfg = load_config(write_config({"train.extra": {"flash_attn": "auto"}, "train.precision": "bf16",
+                                     "train.device": "cuda"}))
+    a = lf_args(cfg, "llm_train_10", "sha")
+    assert a["bf16"] is True and "use_cpu" not in a and a["flash_attn"] == "auto"
+    assert a["stage"] == "sft" and a["finetuning_type"] == "lora" and a["dataset"] == "llm_train_10"
