@@ -168,6 +168,11 @@ def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: s
 
 # ---------------------------------------------------------------- writing
 
+def all_seeds(cfg: Config) -> list[int]:
+    """The LLM's seeds first, then any extra seeds the baselines run (they share the subsets)."""
+    return cfg.data.seeds + [s for s in cfg.baselines.seeds if s not in cfg.data.seeds]
+
+
 def train_file_name(size: int, seed: int, cfg: DataConfig) -> str:
     """llm_train_{n} for the first seed (the seed's own names), llm_train_{n}_s{seed} otherwise."""
     return f"llm_train_{size}" if seed == cfg.seeds[0] else f"llm_train_{size}_s{seed}"
@@ -202,7 +207,7 @@ def build(cfg: Config) -> dict:
     files: dict[str, list[dict]] = {}
     meta: dict[str, dict] = {}
     train_labels_list = [r["label"] for r in splits["train"]]
-    for seed in d.seeds:
+    for seed in all_seeds(cfg):
         order = prefix_order(train_labels_list, seed, d.stratify)
         for n in sorted(d.sizes):
             name = train_file_name(n, seed, d)
@@ -232,7 +237,7 @@ def build(cfg: Config) -> dict:
         "labels": labels,
         "split_rows": {s: len(splits[s]) for s in ("train", "valid", "test")},
         "sizes": sorted(d.sizes),
-        "seeds": d.seeds,
+        "seeds": all_seeds(cfg),
         "stratify": d.stratify,
         "files": meta,
     }

@@ -34,6 +34,7 @@ def write_config(tmp_path):
             "train": {"out_dir": str(tmp_path / "saves"), "log_dir": str(tmp_path / "logs")},
             "eval": {"out_dir": str(tmp_path / "objs")},
             "report": {"out_dir": str(tmp_path / "report")},
+            "baselines": {"seeds": [0]},
         }
         for key, value in (extra or {}).items():
             node = cfg

