@@ -85,11 +85,13 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
+    import tempfile
     model = SetFitModel.from_pretrained(encoder_path(cfg))
-    args = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=cfg.baselines.setfit_iterations,
-                             seed=seed, show_progress_bar=False)
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
-    trainer.train()
+    with tempfile.TemporaryDirectory() as tmp:  # SetFit checkpoints into ./checkpoints by default
+        args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
+                                 num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False)
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
+        trainer.train()
     return [str(p) for p in model.predict(test_x, as_numpy=True)]
 
 

@@ -112,7 +112,7 @@ def merge(cfg: Config, run: Run) -> Path:
     t0 = time.time()
     res = subprocess.run([env_bin("train", "llamafactory-cli"), "export", str(spec_path.resolve())],
                          stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                         env=subprocess_env(DISABLE_VERSION_CHECK="1"))
+                         env=subprocess_env())
     if res.returncode != 0 or not (out / "config.json").exists():
         raise FewshotError(f"{run.name}: llamafactory-cli export failed ({res.returncode}); last lines of {log}:\n"
                            f"{procs.tail(log)}")
@@ -225,7 +225,7 @@ def run_all(cfg: Config, only: list[str] | None = None) -> int:
     if not todo:
         print(f"[eval] nothing to do: all {len(runs)} runs already scored on {split_name} "
               f"({cfg.eval.out_dir}/)")
-        return 1 if missing and not only else 0
+        return 0
     print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
     failed: dict[str, str] = {}
     ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed)

@@ -149,7 +149,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str) -> st
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
           + f" (log: {log})", flush=True)
     t0 = time.time()
-    proc = procs.start(cmd, log, env=subprocess_env(DISABLE_VERSION_CHECK="1"))
+    proc = procs.start(cmd, log, env=subprocess_env())
     try:
         rc = proc.wait()
     except BaseException:
@@ -159,6 +159,8 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str) -> st
     if rc != 0 or not all((out / f).exists() for f in ADAPTER_FILES):
         raise FewshotError(f"{name}: llamafactory-cli exited with {rc}; last lines of {log}:\n{procs.tail(log)}")
     summary = summarize(out, name, size, seed, wall)
+    import resource  # largest child so far (Linux reports kB): the trainer, in practice
+    summary["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)
     append_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl", summary)
     atomic_write_json(out / "done.json", {"hash": h, **summary})
     print(f"[train] {name}: done in {wall:.0f}s, {summary['samples_per_s']} samples/s, "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_rows
+from conftest import ROOT, write_rows
 from fewshot.baselines import run_all
 from fewshot.config import load_config
 from fewshot.data import build
@@ -48,6 +48,7 @@ def test_baseline_beats_chance_and_writes_shared_format(easy_cfg, method, capsys
         assert r["metrics"]["accuracy"] > 0.75, r["metrics"]["accuracy"]  # chance is 0.5
         assert {"macro_f1", "accuracy_ci95", "confusion_matrix"} <= set(r["metrics"])
         assert "git_commit" in r["manifest"]
+    assert not (ROOT / "checkpoints").exists()  # nothing written into the working folder
     df = results_table(res)
     assert list(df["seed"]) == [0, 1]
     capsys.readouterr()

@@ -1,0 +1,185 @@
+"""Benchmarks that print figures (never timed tests): `python -m fewshot bench <name>`.
+
+client   the project's client vs. the seed's (one request at a time) vs. an open-loop saturated
+         run at high concurrency, on one running vLLM server and the same prompts
+serving  wall time to score the demo's runs in each serving mode, server start-up included
+train    samples/s and tokens/s of one demo run in fp32 and bf16, and peak memory
+study    the wall time of the whole first README command, by stage (reads logs/study_times.jsonl)
+
+Each prints what it ran on, a small table and a last line with the key ratio, and writes its
+figures to bench/results/<name>.json."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from copy import deepcopy
+from pathlib import Path
+
+from .config import Config
+from .envs import ROOT
+from .errors import FewshotError
+from .fileio import atomic_write_json, read_jsonl
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(w[k]) for k in keys)] + ["  ".join(str(r[k]).ljust(w[k]) for k in keys) for r in rows]
+    return "\n".join(lines)
+
+
+def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None) -> int:
+    m = machine()
+    print(f"[bench {name}] {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}")
+    print(_table(rows))
+    print(key_line)
+    atomic_write_json(RESULTS / f"{name}.json", {"machine": m, "rows": rows, "key": key_line, **(extra or {})})
+    return 0
+
+
+# ---------------------------------------------------------------- client
+
+def bench_client(cfg: Config, n_rows: int = 96) -> int:
+    """Same server, same prompts: seed-style sequential client, ours, and an open-loop flood."""
+    from .client import make_llm, to_langchain
+    from .serve import VLLMServer, free_port, vllm_command
+    rows = json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text())[:n_rows]
+    port = free_port()
+    cmd = vllm_command(str(Path(cfg.model.name_or_path).resolve()), "base", port, None, 8, cfg.eval.server_args)
+    out = []
+    with VLLMServer(cmd, port, Path(cfg.train.log_dir) / "bench_client.serve.log", cfg.eval.server_start_timeout) as url:
+        llm = make_llm(url, "base", cfg.eval.max_tokens, 120, 2)
+        llm.invoke(to_langchain(rows[0]))  # warm-up
+        seq = rows[: max(16, n_rows // 4)]
+        t0 = time.time()
+        for r in seq:  # the seed's way: one request at a time, chain.invoke
+            llm.invoke(to_langchain(r))
+        seed_rps = len(seq) / (time.time() - t0)
+        out.append({"client": "seed (1 in flight)", "rows": len(seq), "req_per_s": round(seed_rps, 2)})
+
+        async def flood(conc: int) -> float:
+            sem = asyncio.Semaphore(conc)
+            async def one(r):
+                async with sem:
+                    await llm.ainvoke(to_langchain(r))
+            t = time.time()
+            await asyncio.gather(*(one(r) for r in rows))
+            return len(rows) / (time.time() - t)
+        ours = asyncio.run(flood(cfg.eval.concurrency))
+        out.append({"client": f"project ({cfg.eval.concurrency} in flight)", "rows": len(rows), "req_per_s": round(ours, 2)})
+        limit = asyncio.run(flood(len(rows)))  # every request at once: the server's saturated throughput
+        out.append({"client": f"open loop ({len(rows)} in flight)", "rows": len(rows), "req_per_s": round(limit, 2)})
+    return _report("client", out, f"project/seed = {ours / seed_rps:.2f}x, project/vLLM-limit = {ours / limit:.2f}")
+
+
+# ---------------------------------------------------------------- serving
+
+def bench_serving(cfg: Config, n_rows: int = 120) -> int:
+    """Score the demo's trained runs in each mode, in fresh output folders, start-ups included."""
+    from .evaluate_runs import run_all as eval_all
+    rows = []
+    base = Path("bench/.serving")
+    for mode in ("per_adapter", "multi_lora", "merged"):
+        c = deepcopy(cfg)
+        c.eval.mode, c.eval.out_dir, c.eval.zero_shot = mode, str(base / mode / "objs"), False
+        c.eval.merged_dir = str(base / mode / "merged")
+        shutil.rmtree(base / mode, ignore_errors=True)
+        c.data.out_dir = str(base / "data")
+        _subset_eval(cfg, c.data.out_dir, n_rows)
+        t0 = time.time()
+        rc = eval_all(c)
+        secs = time.time() - t0
+        rows.append({"mode": mode, "runs": len(cfg.data.sizes), "rows_each": n_rows, "wall_s": round(secs, 1),
+                     "ok": rc == 0})
+    per = rows[0]["wall_s"]
+    best = min(rows, key=lambda r: r["wall_s"])
+    return _report("serving", rows, f"fastest = {best['mode']}, per_adapter/fastest = {per / best['wall_s']:.2f}x")
+
+
+def _subset_eval(cfg: Config, out_dir: str, n_rows: int) -> None:
+    """A copy of the data folder whose evaluation split is its first n_rows (same train files)."""
+    src, dst = Path(cfg.data.out_dir), Path(out_dir)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    from .data import eval_file_name
+    from .fileio import dumps_json, sha256_file
+    name = eval_file_name(cfg.eval.split)
+    rows = json.loads((dst / f"{name}.json").read_text())[:n_rows]
+    (dst / f"{name}.json").write_text(dumps_json(rows))
+    man = json.loads((dst / "manifest.json").read_text())
+    man["files"][name]["sha256"] = sha256_file(dst / f"{name}.json")
+    (dst / "manifest.json").write_text(dumps_json(man))
+
+
+# ---------------------------------------------------------------- train
+
+def bench_train(cfg: Config, size: int | None = None) -> int:
+    """One demo-sized run per precision, in a scratch folder, with peak RSS from /usr/bin/time."""
+    from .train import run_all as train_all
+    size = size or sorted(cfg.data.sizes)[0]
+    rows = []
+    for prec in ("fp32", "bf16"):
+        c = deepcopy(cfg)
+        c.data.sizes, c.data.seeds = [size], [cfg.data.seeds[0]]
+        c.train.precision = prec
+        c.train.out_dir = f"bench/.train/{prec}"
+        c.train.log_dir = f"bench/.train/{prec}"
+        shutil.rmtree(c.train.out_dir, ignore_errors=True)
+        t0 = time.time()
+        rc = train_all(c)
+        secs = time.time() - t0
+        s = [r for r in read_jsonl(Path(c.train.log_dir) / "train_summary.jsonl")]
+        s = s[-1] if s else {}
+        tokens = s.get("tokens_seen") or 0
+        rows.append({"precision": prec, "rows": size, "epochs": c.train.num_train_epochs, "ok": rc == 0,
+                     "wall_s": round(secs, 1), "samples_per_s": s.get("samples_per_s"),
+                     "tokens_per_s": round(tokens / s["train_runtime_s"], 1) if tokens and s.get("train_runtime_s") else None,
+                     "peak_rss_gb": s.get("peak_rss_gb"), "final_loss": s.get("final_loss")})
+    a, b = rows
+    ratio = (b["samples_per_s"] or 0) / a["samples_per_s"] if a["samples_per_s"] else float("nan")
+    return _report("train", rows, f"bf16/fp32 samples/s = {ratio:.2f}")
+
+
+# ---------------------------------------------------------------- study
+
+def bench_study(cfg: Config) -> int:
+    """Fresh data/objs, then study.sh; stage times from logs/study_times.jsonl."""
+    if os.environ.get("FEWSHOT_BENCH_FRESH", "1") == "1":
+        for d in (cfg.data.out_dir, cfg.eval.out_dir, cfg.train.out_dir, cfg.report.out_dir):
+            shutil.rmtree(d, ignore_errors=True)
+            Path(d).mkdir(parents=True, exist_ok=True)
+    times = Path(cfg.train.log_dir) / "study_times.jsonl"
+    start = len(read_jsonl(times))
+    t0 = time.time()
+    rc = subprocess.run(["bash", str(ROOT / "study.sh")], env={**os.environ, "CONFIG": cfg.path}).returncode
+    total = time.time() - t0
+    stages = [{"stage": r["stage"], "seconds": r["seconds"]} for r in read_jsonl(times)[start:]]
+    stages.append({"stage": "total", "seconds": round(total)})
+    return _report("study", stages, f"whole study: {total / 60:.1f} min (target 30), exit {rc}")
+
+
+BENCHES = {"client": bench_client, "serving": bench_serving, "train": bench_train, "study": bench_study}
+
+
+def run(cfg: Config, name: str | None) -> int:
+    if name not in BENCHES:
+        raise FewshotError(f"bench: name one of {', '.join(BENCHES)} (python -m fewshot bench client)")
+    return BENCHES[name](cfg)
