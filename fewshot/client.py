@@ -18,11 +18,15 @@ class ScoringError(FewshotError):
 
 
 def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_retries: int,
-             labels: list[str] | None = None):
+             labels: list[str] | None = None, http_async_client=None):
     """ChatOpenAI at temperature 0; with labels, vLLM structured outputs restrict the answer to them.
-    The OpenAI client underneath retries timeouts, connection errors and 5xx with exponential backoff."""
+    The OpenAI client underneath retries timeouts, connection errors and 5xx with exponential backoff.
+    Pass a fresh `http_async_client` per event loop: langchain-openai's shared default one stays bound
+    to the first loop and fails ("Event loop is closed") on the next asyncio.run."""
     from langchain_openai import ChatOpenAI
     kwargs = {}
+    if http_async_client is not None:
+        kwargs["http_async_client"] = http_async_client
     if labels:
         kwargs["extra_body"] = {"structured_outputs": {"choice": list(labels)}}
     return ChatOpenAI(model=model, base_url=base_url, api_key="EMPTY", temperature=0, max_tokens=max_tokens,
@@ -40,8 +44,14 @@ def pending_rows(pred_path: Path, n: int) -> list[int]:
     return [i for i in range(n) if i not in done]
 
 
-async def _score(llm, rows: list[dict], todo: list[int], labels: list[str], pred_path: Path,
+async def _score(make, rows: list[dict], todo: list[int], labels: list[str], pred_path: Path,
                  concurrency: int, progress: bool, desc: str) -> list[tuple[int, str]]:
+    import httpx
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4)) as http:
+        return await _score_with(make(http), rows, todo, labels, pred_path, concurrency, progress, desc)
+
+
+async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress, desc):
     sem = asyncio.Semaphore(concurrency)
     failures: list[tuple[int, str]] = []
     bar = None
@@ -78,9 +88,10 @@ def score(base_url: str, model: str, rows: list[dict], labels: list[str], pred_p
     todo = pending_rows(pred_path, len(rows))
     if not todo:
         return {"scored": 0, "pending": 0, "seconds": 0.0}
-    llm = make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None)
+    def make(http):
+        return make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None, http)
     t0 = time.time()
-    failures = asyncio.run(_score(llm, rows, todo, labels, pred_path, concurrency, progress, desc or model))
+    failures = asyncio.run(_score(make, rows, todo, labels, pred_path, concurrency, progress, desc or model))
     secs = time.time() - t0
     if failures:
         first = failures[0][1].splitlines()[0][:300]

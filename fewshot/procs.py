@@ -65,7 +65,10 @@ class TermAsInterrupt:
     """Turn SIGTERM (plain `kill` of the script) into KeyboardInterrupt so the same cleanup runs."""
 
     def __enter__(self):
-        self._old = signal.signal(signal.SIGTERM, self._raise)
+        import threading
+        self._old = None
+        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+            self._old = signal.signal(signal.SIGTERM, self._raise)
         return self
 
     @staticmethod
@@ -73,5 +76,7 @@ class TermAsInterrupt:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self._old)
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
         return False

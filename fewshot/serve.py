@@ -2,6 +2,7 @@
 when /health answers, and stopped by the process group we started (also on error and Ctrl-C)."""
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.error
@@ -42,7 +43,7 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
             "--max-model-len", "2048", "--disable-uvicorn-access-log"]
     if not gpu:
         # the CPU backend reads this fraction of the node's RAM as its KV-cache budget
-        cmd += ["--dtype", "bfloat16", "--gpu-memory-utilization", "0.25"]
+        cmd += ["--dtype", os.environ.get("FEWSHOT_CPU_DTYPE", "float32"), "--gpu-memory-utilization", "0.25"]
     if loras:
         cmd += ["--enable-lora", "--max-lora-rank", str(max(8, max_lora_rank)), "--max-loras", str(len(loras)),
                 "--lora-modules", *[f"{k}={v}" for k, v in loras.items()]]
@@ -64,6 +65,7 @@ class VLLMServer:
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} on {HOST} is already in use; pick another (eval.port) or 0 for a "
                               f"free one")
+        self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
         self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1",
                                                                              DO_NOT_TRACK="1"))
         try:
@@ -97,6 +99,9 @@ class VLLMServer:
 
     def stop(self) -> None:
         procs.stop(self.proc)
+        if getattr(self, "_term", None) is not None:
+            self._term.__exit__(None, None, None)
+            self._term = None
 
     def __exit__(self, *exc) -> None:
         self.stop()

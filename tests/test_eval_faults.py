@@ -137,3 +137,31 @@ with srv:
 ])
 def test_answer_normalisation(answer, expected):
     assert match_label(answer, LABELS) == expected
+
+
+def test_plain_kill_during_eval_stops_the_server(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from fewshot.serve import VLLMServer, free_port
+port = free_port()
+srv = VLLMServer([sys.executable, {FAKE!r}, str(port), 'good'], port, {str(tmp_path / 'k.log')!r}, 20)
+with srv:
+    print(srv.proc.pid, flush=True)
+    time.sleep(120)
+""")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    server_pid = int(p.stdout.readline())
+    p.send_signal(signal.SIGTERM)  # what `timeout` or `kill PID` sends
+    p.wait(timeout=30)
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+
+
+def test_scoring_twice_in_one_process_works(tmp_path):
+    # multi_lora scores several runs in one process: each call runs its own event loop
+    with fake("good", tmp=tmp_path) as url:
+        for k in range(3):
+            assert _score(url, tmp_path / f"p{k}.jsonl")["scored"] == 12
