@@ -70,7 +70,9 @@ def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run],
 
 def eval_hash(cfg: Config, run: Run, split_sha: str) -> str:
     import hashlib
-    key = [run.train_hash, split_sha, cfg.model.name_or_path, cfg.eval.constrained, cfg.eval.max_tokens]
+    import os
+    key = [run.train_hash, split_sha, cfg.model.name_or_path, cfg.eval.constrained, cfg.eval.max_tokens,
+           cfg.eval.mode, cfg.eval.server_args, os.environ.get("FEWSHOT_CPU_DTYPE", "float32")]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 

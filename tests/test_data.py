@@ -210,3 +210,19 @@ def test_build_llm_data_notebook_runs_headless(write_config, tmp_path):
     assert (out / "llm_train_15.json").exists() and (out / "manifest.json").exists()
     text = (tmp_path / "executed.ipynb").read_text()
     assert "--- system" in text and "Classify the document" in text
+
+
+def test_cli_data_step_on_a_user_jsonl(tmp_path):
+    import subprocess
+    import sys
+    src = write_rows(tmp_path / "mine.jsonl", _rows(400))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fewshot", "data", "--config", "configs/demo.yaml", "--set", f"data.source={src}",
+           "--set", "data.text_field=text", "--set", "data.label_field=label", "--set", f"data.out_dir={out}"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "labels" in res.stdout and (out / "llm_train_120.json").exists()
+    bad = subprocess.run(cmd[:-2] + ["--set", "data.label_field=nope", "--set", f"data.out_dir={out}"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no column 'nope' (data.label_field)" in bad.stderr
+    assert "Traceback" not in bad.stderr
