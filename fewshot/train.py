@@ -95,6 +95,11 @@ def lf_args(cfg: Config, name: str, data_sha: str) -> dict:
         args["use_cpu"] = True
     if not t.gradient_checkpointing:
         args["disable_gradient_checkpointing"] = True
+    if t.fast:
+        args["per_device_train_batch_size"] = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        args["gradient_accumulation_steps"] = 1
+        args["disable_gradient_checkpointing"] = True
+        args["train_sampling_strategy"] = "group_by_length"
     args.update(t.extra)
     args["_fewshot_data_sha256"] = data_sha  # hashed, then removed before writing
     return args
@@ -181,6 +186,9 @@ def summarize(out: Path, name: str, size: int, seed: int, wall: float) -> dict:
         "final_loss": logs[-1]["loss"] if logs else res.get("train_loss"),
         "mean_loss": res.get("train_loss"),
         "precision": "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32",
+        "micro_batch": args.get("per_device_train_batch_size"),
+        "accumulation": args.get("gradient_accumulation_steps"),
+        "gradient_checkpointing": not args.get("disable_gradient_checkpointing", False),
         "device": "cpu" if args.get("use_cpu") else "gpu",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

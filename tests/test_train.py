@@ -100,3 +100,15 @@ def test_lf_args_follow_the_config(write_config):
     a = lf_args(cfg, "llm_train_10", "sha")
     assert a["bf16"] is True and "use_cpu" not in a and a["flash_attn"] == "auto"
     assert a["stage"] == "sft" and a["finetuning_type"] == "lora" and a["dataset"] == "llm_train_10"
+
+
+def test_fast_mode_keeps_the_effective_batch_and_drops_accumulation(write_config):
+    cfg = load_config(write_config({"train.per_device_train_batch_size": 2, "train.gradient_accumulation_steps": 4,
+                                     "train.gradient_checkpointing": True, "train.fast": True}))
+    a = lf_args(cfg, "llm_train_10", "sha")
+    assert a["per_device_train_batch_size"] * a["gradient_accumulation_steps"] == 8
+    assert a["gradient_accumulation_steps"] == 1 and a["disable_gradient_checkpointing"] is True
+    assert a["train_sampling_strategy"] == "group_by_length"
+    seed = lf_args(load_config(cfg.path, ["train.fast=false"]), "llm_train_10", "sha")
+    assert (seed["per_device_train_batch_size"], seed["gradient_accumulation_steps"]) == (2, 4)
+    assert "disable_gradient_checkpointing" not in seed and "train_sampling_strategy" not in seed
