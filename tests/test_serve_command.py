@@ -1,0 +1,37 @@
+"""The vLLM command line for both machines, checked on CPU: `vllm serve` on a GPU box, the module
+entry point with fp32 on CPU; always 127.0.0.1, and LoRA modules named after the runs."""
+import pytest
+
+from fewshot.serve import vllm_command
+
+
+@pytest.fixture
+def serve_env(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    for name in ("vllm", "python"):
+        (tmp_path / "bin" / name).write_text("#!/bin/sh\n")
+    monkeypatch.setenv("FEWSHOT_SERVE_ENV", str(tmp_path))
+    monkeypatch.delenv("FEWSHOT_CPU_DTYPE", raising=False)
+    return tmp_path
+
+
+def _arg(cmd, flag):
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_gpu_command_is_vllm_serve_with_lora_modules(serve_env):
+    cmd = vllm_command("/m/glm", "base", 8011, {"llm_train_100": "/s/a", "llm_train_500": "/s/b"}, 16,
+                       ["--max-model-len", "2048"], gpu=True)
+    assert cmd[:3] == [str(serve_env / "bin" / "vllm"), "serve", "/m/glm"]
+    assert _arg(cmd, "--host") == "127.0.0.1" and _arg(cmd, "--port") == "8011"
+    assert "--dtype" not in cmd and "--gpu-memory-utilization" not in cmd  # the card's own defaults
+    assert "--enable-lora" in cmd and _arg(cmd, "--max-lora-rank") == "16" and _arg(cmd, "--max-loras") == "2"
+    mods = cmd[cmd.index("--lora-modules") + 1:cmd.index("--lora-modules") + 3]
+    assert mods == ["llm_train_100=/s/a", "llm_train_500=/s/b"]
+
+
+def test_cpu_command_is_the_module_entry_point_in_fp32(serve_env):
+    cmd = vllm_command("/m/smol", "m", 8012, None, 8, None, gpu=False)
+    assert cmd[:4] == [str(serve_env / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model"]
+    assert _arg(cmd, "--dtype") == "float32" and _arg(cmd, "--host") == "127.0.0.1"
+    assert "--enable-lora" not in cmd and _arg(cmd, "--served-model-name") == "m"
