@@ -98,6 +98,13 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 
 
+def method_settings(b, method: str) -> dict:
+    """The config keys a method's result depends on (its skip key): changing the encoder's epochs
+    reruns the encoder runs, not TF-IDF's."""
+    return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs},
+            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations}}[method]
+
+
 # ---------------------------------------------------------------- the step
 
 def run_all(cfg: Config) -> int:
@@ -121,8 +128,7 @@ def run_all(cfg: Config) -> int:
                 if fname not in manifest["files"]:
                     raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
                 train_sha = manifest["files"][fname]["sha256"]
-                key = {"train": train_sha, "eval": split_sha, "method": method, "encoder": b.encoder,
-                       "epochs": b.encoder_epochs, "iters": b.setfit_iterations}
+                key = {"train": train_sha, "eval": split_sha, "method": method, **method_settings(b, method)}
                 if out.exists() and read_json(out).get("key") == key:
                     continue
                 train_x, train_y = _texts(json.loads((data / f"{fname}.json").read_text(encoding="utf-8")))

@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from copy import deepcopy
 from pathlib import Path
@@ -74,25 +75,49 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
         seed_rps = len(seq) / (time.time() - t0)
         out.append({"client": "seed (1 in flight)", "rows": len(seq), "req_per_s": round(seed_rps, 2)})
 
-        async def flood(conc: int) -> float:
-            sem = asyncio.Semaphore(conc)
-            async def one(r):
-                async with sem:
-                    await llm.ainvoke(to_langchain(r))
-            t = time.time()
-            await asyncio.gather(*(one(r) for r in rows))
-            return len(rows) / (time.time() - t)
-        ours = asyncio.run(flood(cfg.eval.concurrency))
+        ours = _langchain_flood(llm, rows, cfg.eval.concurrency)
         out.append({"client": f"project ({cfg.eval.concurrency} in flight)", "rows": len(rows), "req_per_s": round(ours, 2)})
-        limit = asyncio.run(flood(len(rows)))  # every request at once: the server's saturated throughput
-        out.append({"client": f"open loop ({len(rows)} in flight)", "rows": len(rows), "req_per_s": round(limit, 2)})
+        # vLLM's limit: the raw OpenAI client, every request sent at once (open loop), no langchain
+        limit = asyncio.run(_raw_flood(url, rows, cfg.eval.max_tokens))
+        out.append({"client": f"raw open loop ({len(rows)} in flight)", "rows": len(rows), "req_per_s": round(limit, 2)})
     return _report("client", out, f"project/seed = {ours / seed_rps:.2f}x, project/vLLM-limit = {ours / limit:.2f}")
+
+
+def _langchain_flood(llm, rows: list[dict], conc: int) -> float:
+    """The project's way: langchain ainvoke with `conc` requests in flight (as fewshot.client does)."""
+    from .client import to_langchain
+
+    async def go() -> float:
+        sem = asyncio.Semaphore(conc)
+
+        async def one(r):
+            async with sem:
+                await llm.ainvoke(to_langchain(r))
+        t = time.time()
+        await asyncio.gather(*(one(r) for r in rows))
+        return len(rows) / (time.time() - t)
+    return asyncio.run(go())
+
+
+async def _raw_flood(base_url: str, rows: list[dict], max_tokens: int) -> float:
+    from openai import AsyncOpenAI
+
+    from .prompt import chat_messages
+    client = AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=600)
+    t = time.time()
+    await asyncio.gather(*(client.chat.completions.create(model="base", messages=chat_messages(r), temperature=0,
+                                                          max_tokens=max_tokens) for r in rows))
+    await client.close()
+    return len(rows) / (time.time() - t)
 
 
 # ---------------------------------------------------------------- serving
 
-def bench_serving(cfg: Config, n_rows: int = 120) -> int:
-    """Score the demo's trained runs in each mode, in fresh output folders, start-ups included."""
+def bench_serving(cfg: Config, n_rows: int = 48) -> int:
+    """Score the demo's trained runs in each mode on n_rows rows, in fresh output folders, start-ups
+    included; also project each mode's wall time at the config's eval size from its measured
+    merge time, start-up and rows/s (start-ups dominate at small n_rows, rows/s at large)."""
+    full = cfg.data.eval_size or len(json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text()))
     from .evaluate_runs import run_all as eval_all
     rows = []
     base = Path("bench/.serving")
@@ -106,11 +131,23 @@ def bench_serving(cfg: Config, n_rows: int = 120) -> int:
         t0 = time.time()
         rc = eval_all(c)
         secs = time.time() - t0
-        rows.append({"mode": mode, "runs": len(cfg.data.sizes), "rows_each": n_rows, "wall_s": round(secs, 1),
+        res = [json.loads(f.read_text()) for f in Path(c.eval.out_dir).glob("*.json")]
+        merges = [json.loads(f.read_text()).get("seconds", 0) for f in Path(c.eval.merged_dir).glob("*/merged.json")]
+        starts = {r["scoring"]["server_start_s"] for r in res}  # one value per server
+        rps = sum(r["n_eval"] for r in res) / max(1e-9, sum(r["scoring"]["seconds"] for r in res))
+        projected = sum(merges) + sum(starts) + len(res) * full / rps
+        rows.append({"mode": mode, "runs": len(res), "rows_each": n_rows, "wall_s": round(secs, 1),
+                     f"projected_s_at_{full}_rows": round(projected),
+                     "merge_s": round(sum(merges), 1), "server_start_s": round(sum(starts), 1),
+                     "rows_per_s": round(rps, 2),
+                     "accuracy": " ".join(f"{r['metrics']['accuracy']:.3f}" for r in sorted(res, key=lambda r: r["train_rows"])),
                      "ok": rc == 0})
-    per = rows[0]["wall_s"]
-    best = min(rows, key=lambda r: r["wall_s"])
-    return _report("serving", rows, f"fastest = {best['mode']}, per_adapter/fastest = {per / best['wall_s']:.2f}x")
+    key = f"projected_s_at_{full}_rows"
+    per, best = rows[0], min(rows, key=lambda r: r[key])
+    measured = min(rows, key=lambda r: r["wall_s"])
+    return _report("serving", rows, f"at {n_rows} rows: fastest {measured['mode']}, per_adapter/fastest = "
+                   f"{per['wall_s'] / measured['wall_s']:.2f}x; at {full} rows (projected): fastest {best['mode']}, "
+                   f"per_adapter/fastest = {per[key] / best[key]:.2f}x")
 
 
 def _subset_eval(cfg: Config, out_dir: str, n_rows: int) -> None:
@@ -131,31 +168,45 @@ def _subset_eval(cfg: Config, out_dir: str, n_rows: int) -> None:
 
 # ---------------------------------------------------------------- train
 
-def bench_train(cfg: Config, size: int | None = None) -> int:
-    """One demo-sized run per precision, in a scratch folder, with peak RSS from /usr/bin/time."""
-    from .train import run_all as train_all
+def bench_train(cfg: Config, size: int | None = None, steps: int = 1, limit_s: int = 300) -> int:
+    """The demo's smallest run for `steps` optimizer steps per precision, through the real train step
+    (a subprocess in its own folder, stopped after limit_s): samples/s, tokens/s, peak RSS."""
     size = size or sorted(cfg.data.sizes)[0]
     rows = []
     for prec in ("fp32", "bf16"):
-        c = deepcopy(cfg)
-        c.data.sizes, c.data.seeds = [size], [cfg.data.seeds[0]]
-        c.train.precision = prec
-        c.train.out_dir = f"bench/.train/{prec}"
-        c.train.log_dir = f"bench/.train/{prec}"
-        shutil.rmtree(c.train.out_dir, ignore_errors=True)
+        d = f"bench/.train/{prec}"
+        shutil.rmtree(d, ignore_errors=True)
+        sets = [f"data.sizes=[{size}]", f"data.seeds=[{cfg.data.seeds[0]}]", f"train.precision={prec}",
+                f"train.out_dir={d}", f"train.log_dir={d}", f"train.extra.max_steps={steps}", "train.save_steps=1000"]
+        cmd = [sys.executable, "-m", "fewshot", "train", "--config", cfg.path]
+        for x in sets:
+            cmd += ["--set", x]
         t0 = time.time()
-        rc = train_all(c)
+        proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            rc = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            from . import procs
+            procs.stop(proc)
+            rc = None
         secs = time.time() - t0
-        s = [r for r in read_jsonl(Path(c.train.log_dir) / "train_summary.jsonl")]
+        s = read_jsonl(Path(d) / "train_summary.jsonl")
         s = s[-1] if s else {}
         tokens = s.get("tokens_seen") or 0
-        rows.append({"precision": prec, "rows": size, "epochs": c.train.num_train_epochs, "ok": rc == 0,
-                     "wall_s": round(secs, 1), "samples_per_s": s.get("samples_per_s"),
-                     "tokens_per_s": round(tokens / s["train_runtime_s"], 1) if tokens and s.get("train_runtime_s") else None,
+        rt = s.get("train_runtime_s")
+        rows.append({"precision": prec, "rows_per_step": cfg.train.per_device_train_batch_size
+                     * cfg.train.gradient_accumulation_steps, "steps": steps,
+                     "finished": rc == 0, "wall_s": round(secs, 1), "s_per_step": round(rt / steps, 1) if rt else None,
+                     "samples_per_s": s.get("samples_per_s"),
+                     "tokens_per_s": round(tokens / rt, 1) if tokens and rt else None,
                      "peak_rss_gb": s.get("peak_rss_gb"), "final_loss": s.get("final_loss")})
     a, b = rows
-    ratio = (b["samples_per_s"] or 0) / a["samples_per_s"] if a["samples_per_s"] else float("nan")
-    return _report("train", rows, f"bf16/fp32 samples/s = {ratio:.2f}")
+    if a["samples_per_s"] and b["samples_per_s"]:
+        key = f"bf16/fp32 samples/s = {b['samples_per_s'] / a['samples_per_s']:.2f}"
+    else:
+        key = f"bf16 did not finish {steps} steps in {limit_s} s (fp32: {a['wall_s']} s)" if not b["finished"] else "n/a"
+    return _report("train", rows, key)
 
 
 # ---------------------------------------------------------------- study

@@ -60,3 +60,15 @@ def test_bad_encoder_path_is_named(easy_cfg, tmp_path):
     cfg = easy_cfg(["encoder"], **{"baselines.encoder": str(tmp_path / "no-encoder")})
     with pytest.raises(FewshotError, match="baselines.encoder: no model folder at .*no-encoder"):
         run_all(cfg)
+
+
+def test_a_method_reruns_only_when_its_own_settings_change(easy_cfg, capsys):
+    cfg = easy_cfg(["tfidf"])
+    assert run_all(cfg) == 0
+    capsys.readouterr()
+    other = load_config(cfg.path, ["baselines.encoder_epochs=7", "baselines.setfit_iterations=3"])
+    assert run_all(other) == 0
+    assert "tfidf_16_s0" not in capsys.readouterr().out  # encoder settings do not touch TF-IDF
+    from fewshot.baselines import method_settings
+    assert method_settings(other.baselines, "encoder")["epochs"] == 7.0
+    assert method_settings(other.baselines, "setfit")["iters"] == 3
