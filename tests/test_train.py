@@ -112,3 +112,12 @@ def test_fast_mode_keeps_the_effective_batch_and_drops_accumulation(write_config
     seed = lf_args(load_config(cfg.path, ["train.fast=false"]), "llm_train_10", "sha")
     assert (seed["per_device_train_batch_size"], seed["gradient_accumulation_steps"]) == (2, 4)
     assert "disable_gradient_checkpointing" not in seed and "train_sampling_strategy" not in seed
+
+
+@pytest.mark.parametrize("device,expected", [("cpu", "fp32"), ("cuda", "bf16")])
+def test_auto_precision_is_bf16_only_on_a_gpu(write_config, device, expected):
+    from fewshot.train import device_and_precision
+    cfg = load_config(write_config({"train.device": device, "train.precision": "auto"}))
+    assert device_and_precision(cfg) == (device, expected)
+    a = lf_args(cfg, "llm_train_10", "sha")
+    assert a.get("bf16", False) is (expected == "bf16") and "fp16" not in a
