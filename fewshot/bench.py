@@ -58,8 +58,11 @@ def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = Non
 # ---------------------------------------------------------------- client
 
 def bench_client(cfg: Config, n_rows: int = 96) -> int:
-    """Same server, same prompts: seed-style sequential client, ours, and an open-loop flood."""
-    from .client import make_llm, to_langchain
+    """Same server, same prompts: seed-style sequential client, ours (fewshot.client.score, the
+    predictions file and all), and an open-loop flood with the raw OpenAI client."""
+    import tempfile
+
+    from .client import make_llm, score, to_langchain
     from .serve import VLLMServer, free_port, vllm_command
     rows = json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text())[:n_rows]
     port = free_port()
@@ -75,28 +78,16 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
         seed_rps = len(seq) / (time.time() - t0)
         out.append({"client": "seed (1 in flight)", "rows": len(seq), "req_per_s": round(seed_rps, 2)})
 
-        ours = _langchain_flood(llm, rows, cfg.eval.concurrency)
+        labels = json.loads((Path(cfg.data.out_dir) / "manifest.json").read_text())["labels"]
+        with tempfile.TemporaryDirectory() as tmp:
+            st = score(url, "base", rows, labels, Path(tmp) / "p.jsonl", concurrency=cfg.eval.concurrency,
+                       max_tokens=cfg.eval.max_tokens, progress=False)
+        ours = st["rows_per_s"]
         out.append({"client": f"project ({cfg.eval.concurrency} in flight)", "rows": len(rows), "req_per_s": round(ours, 2)})
         # vLLM's limit: the raw OpenAI client, every request sent at once (open loop), no langchain
         limit = asyncio.run(_raw_flood(url, rows, cfg.eval.max_tokens))
         out.append({"client": f"raw open loop ({len(rows)} in flight)", "rows": len(rows), "req_per_s": round(limit, 2)})
     return _report("client", out, f"project/seed = {ours / seed_rps:.2f}x, project/vLLM-limit = {ours / limit:.2f}")
-
-
-def _langchain_flood(llm, rows: list[dict], conc: int) -> float:
-    """The project's way: langchain ainvoke with `conc` requests in flight (as fewshot.client does)."""
-    from .client import to_langchain
-
-    async def go() -> float:
-        sem = asyncio.Semaphore(conc)
-
-        async def one(r):
-            async with sem:
-                await llm.ainvoke(to_langchain(r))
-        t = time.time()
-        await asyncio.gather(*(one(r) for r in rows))
-        return len(rows) / (time.time() - t)
-    return asyncio.run(go())
 
 
 async def _raw_flood(base_url: str, rows: list[dict], max_tokens: int) -> float:
