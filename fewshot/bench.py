@@ -206,8 +206,10 @@ def bench_study(cfg: Config) -> int:
     """Fresh data/objs, then study.sh; stage times from logs/study_times.jsonl."""
     if os.environ.get("FEWSHOT_BENCH_FRESH", "1") == "1":
         for d in (cfg.data.out_dir, cfg.eval.out_dir, cfg.train.out_dir, cfg.report.out_dir):
-            shutil.rmtree(d, ignore_errors=True)
             Path(d).mkdir(parents=True, exist_ok=True)
+            for child in Path(d).iterdir():  # empty it, keeping the tracked .gitkeep
+                if child.name != ".gitkeep":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
     times = Path(cfg.train.log_dir) / "study_times.jsonl"
     start = len(read_jsonl(times))
     t0 = time.time()
