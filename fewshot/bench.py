@@ -22,6 +22,7 @@ from copy import deepcopy
 from pathlib import Path
 
 from .config import Config
+from .data import eval_file_name, load_manifest
 from .envs import ROOT
 from .errors import FewshotError
 from .fileio import atomic_write_json, read_jsonl
@@ -78,7 +79,7 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
         seed_rps = len(seq) / (time.time() - t0)
         out.append({"client": "seed (1 in flight)", "rows": len(seq), "req_per_s": round(seed_rps, 2)})
 
-        labels = json.loads((Path(cfg.data.out_dir) / "manifest.json").read_text())["labels"]
+        labels = load_manifest(cfg)["labels"]
         with tempfile.TemporaryDirectory() as tmp:
             st = score(url, "base", rows, labels, Path(tmp) / "p.jsonl", concurrency=cfg.eval.concurrency,
                        max_tokens=cfg.eval.max_tokens, progress=False)
@@ -108,7 +109,8 @@ def bench_serving(cfg: Config, n_rows: int = 48) -> int:
     """Score the demo's trained runs in each mode on n_rows rows, in fresh output folders, start-ups
     included; also project each mode's wall time at the config's eval size from its measured
     merge time, start-up and rows/s (start-ups dominate at small n_rows, rows/s at large)."""
-    full = cfg.data.eval_size or len(json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text()))
+    split = Path(cfg.data.out_dir) / f"{eval_file_name(cfg.eval.split)}.json"  # the file _subset_eval cuts
+    full = cfg.data.eval_size or len(json.loads(split.read_text()))
     from .evaluate_runs import run_all as eval_all
     rows = []
     base = Path("bench/.serving")
@@ -147,7 +149,6 @@ def _subset_eval(cfg: Config, out_dir: str, n_rows: int) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
-    from .data import eval_file_name
     from .fileio import dumps_json, sha256_file
     name = eval_file_name(cfg.eval.split)
     rows = json.loads((dst / f"{name}.json").read_text())[:n_rows]
