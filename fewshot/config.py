@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 @dataclass
 class DataConfig:
-    source: str = "builtin"          # builtin | hub dataset name | local file or folder of splits
+    source: str = "debian"           # debian (shipped, real) | synthetic (unit tests) | hub name | local file/folder
     hub_config: Optional[str] = None  # e.g. "abstract" for ccdv/patent-classification
     text_field: str = "text"
     label_field: str = "label"
@@ -30,7 +30,10 @@ class DataConfig:
     valid_fraction: float = 0.1       # used only when the source has no valid split
     test_fraction: float = 0.1        # used only when the source has no test split
     eval_size: Optional[int] = None   # rows of valid/test written for scoring; None = all
-    builtin_rows: int = 5000          # size of the built-in set (all splits together)
+    # Documents longer than train.cutoff_len tokens (whole chat row) fail the data step unless this is
+    # set: then each document is cut so its row fits max_tokens, identically for every method.
+    max_tokens: Optional[int] = None
+    synthetic_rows: int = 5000        # size of the synthetic test set (all splits together)
     out_dir: str = "data"
 
 
@@ -51,6 +54,7 @@ class TrainConfig:
     lora_target: str = "all"
     learning_rate: float = 5e-5
     num_train_epochs: float = 3.0
+    min_steps: int = 0                # raise the epochs of small subsets to at least this many optimizer steps
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 4
     lr_scheduler_type: str = "cosine"
@@ -67,6 +71,7 @@ class TrainConfig:
     # no accumulation, no gradient checkpointing, length-grouped batches (less padding). For GPUs
     # with memory to spare; a small model is launch-overhead bound at the seed's micro-batch of 2.
     fast: bool = False
+    gpus: Optional[int] = None        # cards to spread runs over, one run each (None = every visible one)
     extra: dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory key, passed through
 
 
@@ -74,9 +79,13 @@ class TrainConfig:
 class EvalConfig:
     mode: str = "merged"              # per_adapter | multi_lora | merged
     split: str = "valid"              # valid | test
-    zero_shot: bool = True            # also score the base model (n = 0)
-    constrained: bool = False         # vLLM structured outputs restrict answers to the labels
-    concurrency: int = 16
+    zero_shot: bool = True            # also score the base model (n = 0): free and label-constrained answers
+    constrained: bool = False         # LoRA and in-context runs: structured outputs restrict answers to the labels
+    icl: bool = False                 # also score the base model with each subset as in-context demonstrations
+    icl_max_tokens: Optional[int] = None  # demonstration budget; None = served context - longest row - answer
+    # Requests in flight. 64 keeps a CPU server saturated on both CPU kinds measured (16 reached
+    # 0.82-0.85 of the open-loop limit on an AVX-512 BF16 EPYC); a GPU server wants more.
+    concurrency: int = 64
     max_tokens: int = 24
     request_timeout: float = 120.0
     max_retries: int = 4
@@ -97,9 +106,21 @@ class BaselinesConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A recipe sweep scored on the valid split (python -m fewshot sweep): pick settings there,
+    report on test. Each recipe is a set of overrides of this config."""
+    sizes: list[int] = field(default_factory=list)   # [] = data.sizes
+    split: str = "valid"
+    recipes: dict[str, Any] = field(default_factory=dict)
+    out_dir: str = "sweep"
+
+
+@dataclass
 class ReportConfig:
     out_dir: str = "report"
     notebook: str = "see_result.ipynb"
+    targets: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.8, 0.9])  # accuracy / macro-F1 to reach
+    curve_bootstrap: int = 200        # bootstrap refits of each learning curve
 
 
 @dataclass
@@ -111,6 +132,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     path: str = ""                    # where it was loaded from (set by load_config)
 
     def hash(self, *sections: str) -> str:
@@ -245,6 +267,11 @@ def _validate(cfg: Config, where: str) -> None:
     for k in ("valid_fraction", "test_fraction"):
         if not 0 < getattr(d, k) < 0.5:
             raise ConfigError(f"{where}: 'data.{k}' must be in (0, 0.5), got {getattr(d, k)}")
+    if d.max_tokens is not None and not 0 < d.max_tokens <= cfg.train.cutoff_len:
+        raise ConfigError(f"{where}: 'data.max_tokens' must be in (0, train.cutoff_len={cfg.train.cutoff_len}], "
+                          f"got {d.max_tokens}")
+    if cfg.eval.icl_max_tokens is not None and cfg.eval.icl_max_tokens <= 0:
+        raise ConfigError(f"{where}: 'eval.icl_max_tokens' must be positive or null")
     if cfg.eval.concurrency < 1:
         raise ConfigError(f"{where}: 'eval.concurrency' must be >= 1")
     for m in cfg.baselines.methods:

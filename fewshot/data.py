@@ -7,11 +7,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from . import builtin_data
+from . import synthetic_data
 from .config import Config, DataConfig
 from .errors import DataError
 from .fileio import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_file
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
+from .runs import eval_file_name, train_file_name
 
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "test": "test"}
@@ -103,8 +104,15 @@ def _rows(ds, where: str, cfg: DataConfig) -> tuple[list[dict], list[str] | None
 def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, str], list[str]]:
     """(rows per split, where each split came from, label order)."""
     if cfg.source == "builtin":
-        rows = builtin_data.generate(cfg.builtin_rows)
-        return {"train": rows}, {"train": "builtin"}, list(builtin_data.LABELS)
+        raise DataError("data.source: 'builtin' (the old synthetic set) is gone; use 'debian' (the shipped real "
+                        "set) or 'synthetic' (keyword soup, for unit tests only)")
+    if cfg.source == "synthetic":
+        rows = synthetic_data.generate(cfg.synthetic_rows)
+        return {"train": rows}, {"train": "synthetic"}, list(synthetic_data.LABELS)
+    if cfg.source == "debian":
+        from .corpus import debian_sections as deb
+        splits = {k: [{"text": r["text"], "label": r["label"]} for r in v] for k, v in deb.load().items()}
+        return splits, {k: f"debian[{k}]" for k in splits}, list(deb.SECTIONS)
     raw = _load_local(cfg.source) if _is_local(cfg.source) else _load_hub(cfg)
     splits, origin, declared = {}, {}, None
     for split, (ds, where) in raw.items():
@@ -173,15 +181,6 @@ def all_seeds(cfg: Config) -> list[int]:
     return cfg.data.seeds + [s for s in cfg.baselines.seeds if s not in cfg.data.seeds]
 
 
-def train_file_name(size: int, seed: int, cfg: DataConfig) -> str:
-    """llm_train_{n} for the first seed (the seed's own names), llm_train_{n}_s{seed} otherwise."""
-    return f"llm_train_{size}" if seed == cfg.seeds[0] else f"llm_train_{size}_s{seed}"
-
-
-def eval_file_name(split: str) -> str:
-    return f"llm_{split}"
-
-
 def build(cfg: Config) -> dict:
     """Run the data step; returns the manifest. Everything is checked before anything is written."""
     d = cfg.data
@@ -221,13 +220,16 @@ def build(cfg: Config) -> dict:
         files[eval_file_name(split)] = [alpaca_row(instruction, **r) for r in rows]
         meta[eval_file_name(split)] = {"kind": split, "size": len(rows), "of": len(splits[split])}
 
+    token_stats = measure_tokens(cfg, files)
     out = Path(d.out_dir)
     dataset_info = {}
     for name, rows in files.items():
+        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / f"{name}.json", dumps_json(rows))
         dataset_info[name] = {"file_name": f"{name}.json", "formatting": "alpaca", "columns": dict(ALPACA_COLUMNS)}
         meta[name]["class_counts"] = dict(sorted(Counter(r["output"] for r in rows).items()))
         meta[name]["sha256"] = sha256_file(out / f"{name}.json")
+        meta[name]["tokens"] = token_stats[name]
     atomic_write_json(out / "dataset_info.json", dataset_info)
     manifest = {
         "source": d.source,
@@ -243,6 +245,54 @@ def build(cfg: Config) -> dict:
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]:
+    """Count every written row's tokens (system + user + answer, the model's chat template) and
+    enforce train.cutoff_len on all of them, so no row is cut in silence by LLaMA-Factory (training)
+    and seen whole by the server (scoring). With data.max_tokens, documents are cut instead, in the
+    rows themselves, so training, scoring and the baselines all read the same cut text."""
+    from .prompt import build_input, strip_input
+    from .tokens import answer_len, prompt_len, stats, tokenizer, truncate_text
+    from .prompt import chat_messages
+    tok = tokenizer(cfg.model.name_or_path)
+    limit = cfg.data.max_tokens or cfg.train.cutoff_len
+    cache: dict[tuple, tuple[int, int, str]] = {}  # (input, output) -> (prompt, answer, cut input)
+
+    def measure(r: dict) -> tuple[int, int, str]:
+        key = (r["input"], r["output"])
+        if key not in cache:
+            text, a = r["input"], answer_len(tok, r["output"])
+            p = prompt_len(tok, chat_messages({**r, "input": text}))
+            while cfg.data.max_tokens and p + a > limit:  # cut the document, then measure again
+                text = build_input(truncate_text(tok, strip_input(text), p + a - limit))
+                p = prompt_len(tok, chat_messages({**r, "input": text}))
+            cache[key] = (p, a, text)
+        return cache[key]
+
+    out, too_long = {}, []
+    for name, rows in files.items():
+        lengths, prompts, cut = [], [], 0
+        for i, r in enumerate(rows):
+            p, a, text = measure(r)
+            if text != r["input"]:
+                r["input"], cut = text, cut + 1
+            if p + a > limit:
+                too_long.append((p + a, name, i))
+            lengths.append(p + a)
+            prompts.append(p)
+        out[name] = {**stats(lengths), "max_prompt": max(prompts), "longest_prompt_row": prompts.index(max(prompts)) + 1,
+                     "truncated": cut}
+    if too_long:
+        n, name, i = max(too_long)
+        raise DataError(f"{len(too_long)} row(s) are longer than train.cutoff_len={cfg.train.cutoff_len} tokens "
+                        f"(longest: {cfg.data.out_dir}/{name}.json row {i + 1}, {n} tokens with the chat template); "
+                        f"raise train.cutoff_len, or set data.max_tokens to cut the documents to fit (the same cut "
+                        f"for training, scoring and the baselines)")
+    if cfg.data.max_tokens:
+        n_cut = sum(1 for k, v in cache.items() if v[2] != k[0])
+        print(f"data: {n_cut} document(s) cut to fit data.max_tokens={cfg.data.max_tokens}")
+    return out
 
 
 def load_manifest(cfg: Config) -> dict:

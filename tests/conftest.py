@@ -28,7 +28,7 @@ def write_config(tmp_path):
     def _write(extra: dict | None = None, name: str = "cfg.yaml") -> Path:
         cfg = {
             "name": "t",
-            "data": {"source": "builtin", "builtin_rows": 600, "sizes": [10, 30], "seeds": [0],
+            "data": {"source": "synthetic", "synthetic_rows": 600, "sizes": [10, 30], "seeds": [0],
                      "eval_size": 40, "out_dir": str(tmp_path / "data")},
             "model": {"name_or_path": str(MODEL)},
             "train": {"out_dir": str(tmp_path / "saves"), "log_dir": str(tmp_path / "logs")},

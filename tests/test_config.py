@@ -7,9 +7,12 @@ from fewshot.errors import ConfigError
 def test_demo_and_paper_presets_load():
     demo = load_config("configs/demo.yaml")
     paper = load_config("configs/paper.yaml")
-    assert demo.model.template == "smollm2" and demo.data.source == "builtin"
+    assert demo.model.template == "smollm2" and demo.data.source == "debian"  # real text, never synthetic
+    assert demo.eval.split == "test" and demo.sweep.split == "valid"        # chosen on valid, reported on test
+    sizes = sorted(demo.data.sizes)
+    assert len(sizes) >= 3 and sizes[-1] >= 8 * sizes[0]
     assert paper.data.sizes == [100, 500, 1000, 2000]
-    assert paper.data.eval_size is None and paper.model.template == "glm4"
+    assert paper.data.eval_size is None and paper.model.template == "glm4" and paper.eval.split == "valid"
     # the seed's hyper-parameters
     t = paper.train
     assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.learning_rate, t.num_train_epochs) == (8, 16, 0.0, 5e-5, 3.0)

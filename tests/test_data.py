@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_rows
-from fewshot import builtin_data
+from fewshot import synthetic_data
 from fewshot.config import load_config
 from fewshot.data import build, prefix_order
 from fewshot.errors import DataError
@@ -28,7 +28,7 @@ def _load(cfg, name):
     return json.loads((Path(cfg.data.out_dir) / f"{name}.json").read_text())
 
 
-def test_builtin_alpaca_files_and_dataset_info(write_config):
+def test_synthetic_alpaca_files_and_dataset_info(write_config):
     cfg, m = _build(write_config)
     out = Path(cfg.data.out_dir)
     info = json.loads((out / "dataset_info.json").read_text())
@@ -42,7 +42,7 @@ def test_builtin_alpaca_files_and_dataset_info(write_config):
     assert rows[0]["input"].startswith(INPUT_PREFIX)
     assert rows[0]["instruction"] == build_instruction(m["labels"])
     assert "Unknown" not in rows[0]["instruction"]
-    assert m["labels"] == builtin_data.LABELS
+    assert m["labels"] == synthetic_data.LABELS
     for lab in m["labels"]:
         assert f'"{lab}"' in rows[0]["instruction"]
     assert len(_load(cfg, "llm_valid")) == 40  # eval_size
@@ -80,8 +80,9 @@ def test_stratified_prefixes_keep_class_shares():
     assert drift >= 2
 
 
-def test_rerun_is_byte_identical(write_config):
-    cfg, _ = _build(write_config)
+@pytest.mark.parametrize("source", ["synthetic", "debian"])
+def test_rerun_is_byte_identical(write_config, source):
+    cfg, _ = _build(write_config, **{"data.source": source, "data.sizes": [10, 30]})
     out = Path(cfg.data.out_dir)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     build(cfg)
@@ -191,8 +192,8 @@ def test_failed_build_leaves_no_files(write_config, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_builtin_is_imbalanced_and_deterministic():
-    a, b = builtin_data.generate(2000), builtin_data.generate(2000)
+def test_synthetic_is_imbalanced_and_deterministic():
+    a, b = synthetic_data.generate(2000), synthetic_data.generate(2000)
     assert a == b
     counts = Counter(r["label"] for r in a)
     assert counts.most_common(1)[0][0] in ("Physics", "Electricity")
@@ -221,8 +222,78 @@ def test_cli_data_step_on_a_user_jsonl(tmp_path):
            "--set", "data.text_field=text", "--set", "data.label_field=label", "--set", f"data.out_dir={out}"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "labels" in res.stdout and (out / "llm_train_120.json").exists()
+    sizes = load_config("configs/demo.yaml").data.sizes
+    assert "labels" in res.stdout and (out / f"llm_train_{max(sizes)}.json").exists()
     bad = subprocess.run(cmd[:-2] + ["--set", "data.label_field=nope", "--set", f"data.out_dir={out}"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no column 'nope' (data.label_field)" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------- the shipped real set
+
+def test_debian_snapshot_keeps_each_source_package_in_one_split():
+    import gzip
+    from fewshot.corpus import debian_sections as deb
+    rows = [json.loads(x) for x in gzip.open(deb.SNAPSHOT, "rt", encoding="utf-8")]
+    splits: dict[str, set] = {}
+    for r in rows:
+        splits.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in splits.values())  # siblings (foo, foo-data) never straddle splits
+    assert len(rows) > 4000 and len({r["text"] for r in rows}) == len(rows)
+    counts = Counter(r["label"] for r in rows)
+    assert set(counts) == set(deb.SECTIONS)
+    assert counts.most_common(1)[0][0] == "science" and min(counts.values()) < 0.05 * len(rows)  # imbalanced
+    assert Counter(r["split"] for r in rows)["train"] > 2000
+
+
+def test_debian_default_builds_with_token_counts_and_nothing_cut(write_config):
+    from fewshot.corpus.debian_sections import SECTIONS
+    cfg, m = _build(write_config, **{"data.source": "debian", "data.sizes": [16, 48], "data.eval_size": 60})
+    assert m["labels"] == SECTIONS and m["origin"]["test"] == "debian[test]"
+    assert m["split_rows"]["train"] > 3000 and m["split_rows"]["test"] > 300
+    for name, meta in m["files"].items():
+        t = meta["tokens"]
+        assert 0 < t["min"] <= t["median"] <= t["p95"] <= t["max"] <= cfg.train.cutoff_len, name
+        assert t["truncated"] == 0 and t["max_prompt"] < t["max"]
+    rows = _load(cfg, "llm_train_48")
+    assert all(r["output"] in SECTIONS for r in rows)
+
+
+def test_debian_rebuild_from_apt_lists(tmp_path):
+    from fewshot.corpus import debian_sections as deb
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "x_dists_bookworm_main_binary-amd64_Packages").write_text(
+        "Package: foo\nSection: games\nDescription-md5: 1\n\n"
+        "Package: foo-data\nSource: foo (1.0)\nSection: games\nDescription-md5: 2\n\n"
+        "Package: bar-utils\nSource: bar\nSection: math\nDescription-md5: 3\n\n"
+        "Package: oldbar\nSource: bar\nSection: math\nDescription-md5: 4\n\n"
+        "Package: kern\nSection: kernel\nDescription-md5: 5\n")
+    (lists / "x_dists_bookworm_main_i18n_Translation-en").write_text(
+        "Package: foo\nDescription-md5: 1\nDescription-en: Space shooter\n A fast game.\n .\n Two players.\n\n"
+        "Package: foo-data\nDescription-md5: 2\nDescription-en: data for foo\n Levels.\n\n"
+        "Package: bar-utils\nDescription-md5: 3\nDescription-en: solver tools.\n Linear algebra.\n\n"
+        "Package: oldbar\nDescription-md5: 4\nDescription-en: transitional package\n Gone.\n\n"
+        "Package: kern\nDescription-md5: 5\nDescription-en: kernel\n Not topical.\n")
+    rows = deb.rebuild(str(lists))
+    assert [(r["source"], r["package"], r["label"], r["text"]) for r in rows] == [
+        ("bar", "bar-utils", "math", "solver tools. Linear algebra."),
+        ("foo", "foo", "games", "Space shooter. A fast game. Two players.")]  # one row per (source, section)
+    assert all(r["split"] == deb.split_of(r["source"]) for r in rows)
+
+
+def test_rows_longer_than_cutoff_fail_naming_the_row_and_the_flags(write_config):
+    with pytest.raises(DataError, match=r"(?s)longer than train.cutoff_len=120 tokens.*llm_train_\d+\.json row \d+.*"
+                                        r"data.max_tokens"):
+        _build(write_config, **{"train.cutoff_len": 120})
+
+
+def test_max_tokens_cuts_documents_the_same_way_in_every_file(write_config):
+    cfg, m = _build(write_config, **{"train.cutoff_len": 200, "data.max_tokens": 150})
+    for name, meta in m["files"].items():
+        assert meta["tokens"]["max"] <= 150, name
+    assert sum(meta["tokens"]["truncated"] for meta in m["files"].values()) > 0
+    small, big = _load(cfg, "llm_train_10"), _load(cfg, "llm_train_30")
+    assert {r["input"] for r in small} <= {r["input"] for r in big}  # nested subsets stay nested after the cut
+    assert all(r["input"].startswith(INPUT_PREFIX) for r in big)

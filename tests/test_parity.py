@@ -17,7 +17,7 @@ pytestmark = [needs_train_env, needs_serve_env]
 def tiny_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("parity")
     cfg_path = d / "c.yaml"
-    cfg_path.write_text(json.dumps({"data": {"source": "builtin", "builtin_rows": 300, "sizes": [5],
+    cfg_path.write_text(json.dumps({"data": {"source": "synthetic", "synthetic_rows": 300, "sizes": [5],
                                              "eval_size": 5, "out_dir": str(d / "data")}}))
     build(load_config(cfg_path))
     return d / "data"

@@ -1,7 +1,7 @@
-"""A deterministic, offline stand-in for the patent abstract set: the 9 CPC section names of the
-seed, the real train split's class imbalance, 40-120 word abstracts built from per-section terms
-mixed with a neighbouring section's terms and generic patent language, plus label noise, so that
-it is learnable but far from trivially separable."""
+"""Synthetic rows for fast unit tests only (`data.source: synthetic`): random keyword soup under
+the seed's 9 CPC section names, with its class imbalance and label noise. Random words carry no
+meaning a pre-trained model can use, so no study result is ever drawn from them; the embedded
+default is real text (fewshot/corpus/debian_sections.py)."""
 from __future__ import annotations
 
 import random
@@ -81,7 +81,7 @@ def _abstract(rng: random.Random, label: str) -> str:
 
 def generate(n_rows: int, seed: int = 0) -> list[dict]:
     """n_rows rows of {'text', 'label'} with the seed set's imbalance; same seed, same rows."""
-    rng = random.Random(f"builtin-patents-{seed}")
+    rng = random.Random(f"builtin-patents-{seed}")  # the old name: same rows as before
     counts = [max(1, round(share * n_rows)) for _, share in SECTIONS]
     counts[LABELS.index("Physics")] += n_rows - sum(counts)
     rows = []

@@ -1,0 +1,85 @@
+"""Run names and run folders, in one place: the data step names the subsets, the train step the
+adapters, the eval step the scored runs, the baselines theirs, and everything that reads results
+(report, curves, benches) finds them here.
+
+    llm_train_{n}[_s{seed}]        a training subset and the LoRA run trained on it (saves/<name>/)
+    zero_shot                      the base model, free answers
+    zero_shot_constrained          the base model, answers restricted to the labels
+    icl_{n}[_s{seed}]              the base model with the n-row subset as in-context demonstrations
+    {method}_{n}_s{seed}           a classical baseline on the same subset
+Each scored run writes objs/<name>.json (+ .pkl for LLM runs) and objs/<name>/ (predictions)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ZERO_SHOT = "zero_shot"
+ZERO_SHOT_CONSTRAINED = "zero_shot_constrained"
+
+
+def _suffix(seed: int, first_seed: int) -> str:
+    return "" if seed == first_seed else f"_s{seed}"
+
+
+def train_file_name(size: int, seed: int, data_cfg) -> str:
+    """llm_train_{n} for the first seed (the seed study's own names), llm_train_{n}_s{seed} otherwise."""
+    return f"llm_train_{size}{_suffix(seed, data_cfg.seeds[0])}"
+
+
+def eval_file_name(split: str) -> str:
+    return f"llm_{split}"
+
+
+def icl_name(size: int, seed: int, data_cfg) -> str:
+    return f"icl_{size}{_suffix(seed, data_cfg.seeds[0])}"
+
+
+def baseline_name(method: str, size: int, seed: int) -> str:
+    return f"{method}_{size}_s{seed}"
+
+
+def run_names(cfg) -> list[tuple[str, int, int]]:
+    """(LoRA run name, size, seed) for every run the config asks for; named after its data file."""
+    return [(train_file_name(n, s, cfg.data), n, s) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
+
+
+def eval_names(cfg) -> list[str]:
+    """Every run the eval step scores for this config, trained yet or not, in a fixed order."""
+    names = [ZERO_SHOT, ZERO_SHOT_CONSTRAINED] if cfg.eval.zero_shot else []
+    if cfg.eval.icl:
+        names += [icl_name(n, s, cfg.data) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
+    return names + [name for name, _, _ in run_names(cfg)]
+
+
+def run_dir(cfg, name: str) -> Path:
+    """Where LLaMA-Factory writes one LoRA run (adapter, checkpoints, done.json)."""
+    return Path(cfg.train.out_dir) / name
+
+
+def out_paths(cfg, name: str) -> dict[str, Path]:
+    """Where the eval step writes one scored run."""
+    o = Path(cfg.eval.out_dir)
+    return {"json": o / f"{name}.json", "pkl": o / f"{name}.pkl", "dir": o / name,
+            "preds": o / name / "predictions.jsonl", "state": o / name / "state.json"}
+
+
+def train_lock(cfg, name: str) -> Path:
+    return Path(cfg.train.out_dir) / f".{name}.lock"
+
+
+def eval_lock(cfg, name: str) -> Path:
+    return Path(cfg.eval.out_dir) / f".{name}.lock"
+
+
+def shard_of(items: list, spec: str | None) -> list:
+    """`--shard i/n`: every n-th item from the i-th (0-based), so n jobs on n machines that share the
+    project folder split one study between them, each run in exactly one shard."""
+    if not spec:
+        return items
+    from .errors import ConfigError
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected i/n, e.g. --shard 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {spec!r}: need 0 <= i < n")
+    return items[i::n]
