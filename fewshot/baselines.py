@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .data import eval_file_name, load_manifest, train_file_name
+from .data import load_manifest
+from .runs import baseline_name, eval_file_name, out_paths, train_file_name
 from .errors import FewshotError
 from .evaluate_runs import run_manifest
-from .fileio import atomic_write_json, read_json
+from .fileio import atomic_write_json, atomic_write_text, read_json
 from .metrics import compute
 from .prompt import strip_input
 
@@ -98,6 +99,13 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 
 
+def _device(method: str) -> str:
+    if method == "tfidf":
+        return "cpu"
+    import torch
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
@@ -122,14 +130,15 @@ def run_all(cfg: Config) -> int:
     for method in b.methods:
         for seed in b.seeds:
             for n in sorted(cfg.data.sizes):
-                name = f"{method}_{n}_s{seed}"
-                out = Path(cfg.eval.out_dir) / f"{name}.json"
+                name = baseline_name(method, n, seed)
+                paths = out_paths(cfg, name)
+                out = paths["json"]
                 fname = train_file_name(n, seed, cfg.data)
                 if fname not in manifest["files"]:
                     raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
                 train_sha = manifest["files"][fname]["sha256"]
                 key = {"train": train_sha, "eval": split_sha, "method": method, **method_settings(b, method)}
-                if out.exists() and read_json(out).get("key") == key:
+                if out.exists() and read_json(out).get("key") == key and paths["preds"].exists():
                     continue
                 train_x, train_y = _texts(json.loads((data / f"{fname}.json").read_text(encoding="utf-8")))
                 random.seed(seed)
@@ -138,11 +147,15 @@ def run_all(cfg: Config) -> int:
                 secs = time.time() - t0
                 metrics = compute(preds, golds, labels, n_boot=cfg.eval.bootstrap)
                 man = man or run_manifest(cfg, split_sha)
+                # per-row predictions, as the LLM runs keep them: the curve step resamples rows
+                atomic_write_text(paths["preds"], "".join(
+                    json.dumps({"i": i, "raw": p, "pred": p, "label": g}, ensure_ascii=False) + "\n"
+                    for i, (p, g) in enumerate(zip(preds, golds))))
                 atomic_write_json(out, {
                     "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
                     "n_eval": len(eval_rows), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
                     "not_in_cnt": 0, "invalid_answers": [], "train_file": f"{fname}.json", "key": key,
-                    "seconds": round(secs, 1), "encoder": encoder_path(cfg) if method != "tfidf" else None,
+                    "seconds": round(secs, 1), "train_device": _device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
                     "manifest": man})
                 print(f"[baselines] {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
                       f"({secs:.1f}s)", flush=True)

@@ -18,7 +18,7 @@ class ScoringError(FewshotError):
 
 
 def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_retries: int,
-             labels: list[str] | None = None, http_async_client=None):
+             labels: list[str] | None = None, http_async_client=None, api_key: str | None = None):
     """ChatOpenAI at temperature 0; with labels, vLLM structured outputs restrict the answer to them.
     The OpenAI client underneath retries timeouts, connection errors and 5xx with exponential backoff.
     Pass a fresh `http_async_client` per event loop: langchain-openai's shared default one stays bound
@@ -29,14 +29,14 @@ def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_ret
         kwargs["http_async_client"] = http_async_client
     if labels:
         kwargs["extra_body"] = {"structured_outputs": {"choice": list(labels)}}
-    return ChatOpenAI(model=model, base_url=base_url, api_key="EMPTY", temperature=0, max_tokens=max_tokens,
+    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", temperature=0, max_tokens=max_tokens,
                       timeout=timeout, max_retries=max_retries, **kwargs)
 
 
-def to_langchain(row: dict):
-    from langchain_core.messages import HumanMessage, SystemMessage
-    kinds = {"system": SystemMessage, "user": HumanMessage}
-    return [kinds[m["role"]](content=m["content"]) for m in chat_messages(row)]
+def to_langchain(row: dict, demos: list[dict] | None = None):
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[m["role"]](content=m["content"]) for m in chat_messages(row, demos)]
 
 
 def pending_rows(pred_path: Path, n: int) -> list[int]:
@@ -45,13 +45,13 @@ def pending_rows(pred_path: Path, n: int) -> list[int]:
 
 
 async def _score(make, rows: list[dict], todo: list[int], labels: list[str], pred_path: Path,
-                 concurrency: int, progress: bool, desc: str) -> list[tuple[int, str]]:
+                 concurrency: int, progress: bool, desc: str, demos=None) -> list[tuple[int, str]]:
     import httpx
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4)) as http:
-        return await _score_with(make(http), rows, todo, labels, pred_path, concurrency, progress, desc)
+        return await _score_with(make(http), rows, todo, labels, pred_path, concurrency, progress, desc, demos)
 
 
-async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress, desc):
+async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress, desc, demos=None):
     sem = asyncio.Semaphore(concurrency)
     failures: list[tuple[int, str]] = []
     bar = None
@@ -62,7 +62,7 @@ async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress,
     async def one(i: int) -> None:
         async with sem:
             try:
-                msg = await llm.ainvoke(to_langchain(rows[i]))
+                msg = await llm.ainvoke(to_langchain(rows[i], demos))
                 raw = msg.content if isinstance(msg.content, str) else str(msg.content)
             except Exception as e:  # retried already by the client; recorded, row stays pending
                 failures.append((i, f"{type(e).__name__}: {e}"))
@@ -82,16 +82,20 @@ async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress,
 
 def score(base_url: str, model: str, rows: list[dict], labels: list[str], pred_path: Path, *,
           concurrency: int = 16, constrained: bool = False, max_tokens: int = 24, timeout: float = 120.0,
-          max_retries: int = 4, progress: bool = True, desc: str = "") -> dict:
-    """Score the rows not yet in pred_path; returns counts. Raises ScoringError if rows failed."""
+          max_retries: int = 4, progress: bool = True, desc: str = "", api_key: str | None = None,
+          demos: list[dict] | None = None) -> dict:
+    """Score the rows not yet in pred_path; returns counts. Raises ScoringError if rows failed.
+    demos: in-context demonstrations sent before every row, the same for all rows (a cached prefix)."""
     pred_path = Path(pred_path)
     todo = pending_rows(pred_path, len(rows))
     if not todo:
         return {"scored": 0, "pending": 0, "seconds": 0.0}
     def make(http):
-        return make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None, http)
+        return make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None, http,
+                        api_key)
     t0 = time.time()
-    failures = asyncio.run(_score(make, rows, todo, labels, pred_path, concurrency, progress, desc or model))
+    failures = asyncio.run(_score(make, rows, todo, labels, pred_path, concurrency, progress, desc or model,
+                                  demos))
     secs = time.time() - t0
     if failures:
         first = failures[0][1].splitlines()[0][:300]

@@ -11,7 +11,8 @@ import pickle
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -19,15 +20,16 @@ import yaml
 from . import procs
 from .client import score
 from .config import Config
-from .data import eval_file_name, load_manifest
-from .envs import ROOT, env_bin, subprocess_env
+from .data import load_manifest
+from .envs import ROOT, env_bin, has_gpu, subprocess_env
 from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from .locks import Busy, hold
 from .metrics import compute
-from .serve import VLLMServer, free_port, vllm_command
-from .train import check_model_path, is_done, run_dir, run_names
-
-ZERO_SHOT = "zero_shot"
+from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, eval_file_name, eval_lock, eval_names, out_paths, run_dir,
+                   run_names, shard_of)
+from .serve import VLLMServer, free_port, new_api_key, vllm_command
+from .train import ADAPTER_FILES, check_model_path, cpu_serving_dtype
 
 
 @dataclass
@@ -44,23 +46,39 @@ class EvalData:
 
 @dataclass
 class Run:
+    """One thing to score. kind: 'lora' (an adapter), 'zero_shot' (the base model alone) or 'icl'
+    (the base model with demonstrations from the run's training subset in the prompt)."""
     name: str
     size: int
     seed: int | None
-    adapter: Path | None  # None for the zero-shot base model
+    adapter: Path | None  # None for the base model (zero-shot, in-context)
     train_hash: str = ""
+    kind: str = "lora"
+    constrained: bool = False
+    demos: list = field(default_factory=list)   # in-context demonstrations (Alpaca rows), in order
+    icl: dict = field(default_factory=dict)     # k, tokens, budget and which subset rows were used
+
+    @property
+    def method(self) -> str:
+        if self.kind == "zero_shot":
+            return "llm_zero_shot_constrained" if self.constrained else "llm_zero_shot"
+        return "llm_icl" if self.kind == "icl" else "llm_lora"
 
 
 def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run], list[str]]:
-    """Runs ready to score, and the names of configured runs that have no finished adapter."""
+    """Runs ready to score, and the names of configured LoRA runs that have no finished adapter."""
     runs, missing = [], []
-    if cfg.eval.zero_shot:
-        runs.append(Run(ZERO_SHOT, 0, None, None, "base"))
+    if cfg.eval.zero_shot:  # the base model twice: free answers, and answers restricted to the labels
+        runs.append(Run(ZERO_SHOT, 0, None, None, "base", "zero_shot", False))
+        runs.append(Run(ZERO_SHOT_CONSTRAINED, 0, None, None, "base", "zero_shot", True))
+    if cfg.eval.icl:
+        from .icl import icl_runs
+        runs += icl_runs(cfg)
     for name, size, seed in run_names(cfg):
         done = run_dir(cfg, name) / "done.json"
-        if done.exists() and all((run_dir(cfg, name) / f).exists() for f in ("adapter_config.json",
-                                                                               "adapter_model.safetensors")):
-            runs.append(Run(name, size, seed, run_dir(cfg, name).resolve(), read_json(done)["hash"]))
+        if done.exists() and all((run_dir(cfg, name) / f).exists() for f in ADAPTER_FILES):
+            runs.append(Run(name, size, seed, run_dir(cfg, name).resolve(), read_json(done)["hash"],
+                            constrained=cfg.eval.constrained))
         else:
             missing.append(name)
     if only:
@@ -70,16 +88,9 @@ def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run],
 
 def eval_hash(cfg: Config, run: Run, split_sha: str) -> str:
     import hashlib
-    import os
-    key = [run.train_hash, split_sha, cfg.model.name_or_path, cfg.eval.constrained, cfg.eval.max_tokens,
-           cfg.eval.mode, cfg.eval.server_args, os.environ.get("FEWSHOT_CPU_DTYPE", "float32")]
+    key = [run.train_hash, split_sha, cfg.model.name_or_path, run.constrained, cfg.eval.max_tokens,
+           cfg.eval.mode if run.adapter else "base", cfg.eval.server_args, cpu_serving_dtype(cfg)]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-
-
-def out_paths(cfg: Config, name: str) -> dict[str, Path]:
-    o = Path(cfg.eval.out_dir)
-    return {"json": o / f"{name}.json", "pkl": o / f"{name}.pkl", "preds": o / name / "predictions.jsonl",
-            "state": o / name / "state.json"}
 
 
 def is_scored(cfg: Config, run: Run, h: str) -> bool:
@@ -129,13 +140,13 @@ def _model_path(cfg: Config) -> str:
 
 # ---------------------------------------------------------------- scoring
 
-def _score_and_save(cfg: Config, run: Run, base_url: str, served: str, rows: list[dict], labels: list[str],
+def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows: list[dict], labels: list[str],
                     h: str, mode: str, split_sha: str, server_seconds: float) -> dict:
     p = out_paths(cfg, run.name)
     e = cfg.eval
-    stats = score(base_url, served, rows, labels, p["preds"], concurrency=e.concurrency,
-                  constrained=e.constrained, max_tokens=e.max_tokens, timeout=e.request_timeout,
-                  max_retries=e.max_retries, desc=run.name)
+    stats = score(server.base_url, served, rows, labels, p["preds"], concurrency=e.concurrency,
+                  constrained=run.constrained, max_tokens=e.max_tokens, timeout=e.request_timeout,
+                  max_retries=e.max_retries, desc=run.name, api_key=server.api_key, demos=run.demos)
     return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
 
 
@@ -154,13 +165,17 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
     ed = EvalData(name=run.name, in_cnt=len(rows) - len(invalid), not_in_cnt=len(invalid),
                   preds=[r["raw"] for r in ordered], labels=golds, not_in_texts=invalid,
                   eval={k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")})
+    train = read_json(run.adapter / "done.json") if run.adapter and (run.adapter / "done.json").exists() else {}
+    device = "gpu" if has_gpu() else "cpu"
     result = {
-        "name": run.name, "method": "llm_lora" if run.adapter else "llm_zero_shot", "train_rows": run.size,
+        "name": run.name, "method": run.method, "train_rows": run.size,
         "seed": run.seed, "split": cfg.eval.split, "n_eval": len(rows), "mode": mode, "served_model": served,
-        "base_model": cfg.model.name_or_path, "constrained": cfg.eval.constrained, "metrics": metrics,
+        "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
-        "scoring": {**stats, "server_start_s": round(server_seconds, 1)}, "eval_hash": h,
-        "manifest": run_manifest(cfg, split_sha),
+        "scoring": {**stats, "server_start_s": round(server_seconds, 1), "device": device,
+                    "dtype": "auto" if device == "gpu" else cpu_serving_dtype(cfg)},
+        "train_seconds": train.get("wall_s"), "train_device": train.get("device"),
+        "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
     }
     atomic_write_bytes(p["pkl"], pickle.dumps(ed, protocol=pickle.HIGHEST_PROTOCOL))
     atomic_write_json(p["json"], result)
@@ -206,7 +221,7 @@ def _env_versions(env: str, pkgs: tuple) -> dict:
 
 # ---------------------------------------------------------------- modes
 
-def run_all(cfg: Config, only: list[str] | None = None) -> int:
+def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None) -> int:
     manifest = load_manifest(cfg)
     check_model_path(cfg)
     split_name = eval_file_name(cfg.eval.split)
@@ -215,28 +230,34 @@ def run_all(cfg: Config, only: list[str] | None = None) -> int:
     split_sha = manifest["files"][split_name]["sha256"]
     labels = manifest["labels"]
     runs, missing = planned_runs(cfg, only)
+    if shard:  # split the configured list, so every shard agrees on it whatever is trained yet
+        mine = set(shard_of(eval_names(cfg), shard))
+        runs, missing = [r for r in runs if r.name in mine], [m for m in missing if m in mine]
     if missing:
         print(f"[eval] not trained yet (run train.sh first): {', '.join(missing)}")
     todo = []
     for run in runs:
         h = eval_hash(cfg, run, split_sha)
-        if is_scored(cfg, run, h):
-            continue
-        prepare_predictions(cfg, run, h)
-        todo.append((run, h))
+        if not is_scored(cfg, run, h):
+            todo.append((run, h))
     if not todo:
         print(f"[eval] nothing to do: all {len(runs)} runs already scored on {split_name} "
               f"({cfg.eval.out_dir}/)")
         return 0
     print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
     failed: dict[str, str] = {}
-    ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed)
+    ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed,
+               tokens=manifest["files"][split_name].get("tokens", {}))
+    base = [t for t in todo if t[0].adapter is None]
+    adapters = [t for t in todo if t[0].adapter is not None]
     try:
         if cfg.eval.mode == "multi_lora":
-            _multi_lora(todo, **ctx)
-        else:
-            for run, h in todo:
-                _one_server(run, h, **ctx)
+            _serve_group(todo, lora=True, **ctx)
+        else:  # the base-model runs share one server; each adapter gets its own
+            if base:
+                _serve_group(base, **ctx)
+            for t in adapters:
+                _serve_group([t], **ctx)
     except KeyboardInterrupt:
         print("[eval] interrupted: predictions so far are saved; rerun to resume", flush=True)
         raise
@@ -249,42 +270,66 @@ def _log(cfg: Config, name: str) -> Path:
     return Path(cfg.train.log_dir) / f"{name}.serve.log"
 
 
-def _one_server(run: Run, h: str, cfg: Config, rows, labels, split_sha, failed) -> None:
-    """per_adapter / merged: one server for this run."""
-    e = cfg.eval
-    try:
-        if run.adapter is None:
-            model, loras, served = _model_path(cfg), None, cfg.model.served_name
-        elif e.mode == "merged":
-            model, loras, served = str(merge(cfg, run)), None, run.name
-        else:
-            model, loras, served = _model_path(cfg), {run.name: str(run.adapter)}, run.name
-        port = free_port()
-        cmd = vllm_command(model, served if loras is None else cfg.model.served_name, port, loras,
-                           cfg.train.lora_rank, e.server_args)
-        t0 = time.time()
-        with procs.TermAsInterrupt(), VLLMServer(cmd, port, _log(cfg, run.name), e.server_start_timeout) as url:
-            _score_and_save(cfg, run, url, served, rows, labels, h, e.mode, split_sha, time.time() - t0)
-    except FewshotError as err:
-        failed[run.name] = str(err)
+def context_needed(cfg: Config, runs: list[Run], tokens: dict) -> int:
+    """The served context (--max-model-len): the longest prompt, demonstrations included, plus the
+    answer, rounded up to 256 tokens (2048 where the manifest predates token counts). A prompt
+    that does not fit the model's own context is an error naming its row."""
+    from .icl import model_context
+    if not tokens.get("max_prompt"):
+        return 2048
+    demos = max((r.icl.get("tokens", 0) for r in runs), default=0)
+    need = tokens["max_prompt"] + demos + cfg.eval.max_tokens
+    limit = model_context(cfg)
+    if need > limit:
+        raise FewshotError(f"row {tokens.get('longest_prompt_row', '?')} of {eval_file_name(cfg.eval.split)}.json "
+                           f"needs {need} tokens ({tokens['max_prompt']} prompt + {demos} of demonstrations + "
+                           f"{cfg.eval.max_tokens} answer), more than the model's context of {limit}; lower "
+                           f"data.max_tokens or eval.icl_max_tokens")
+    return min(limit, -(-need // 256) * 256)
 
 
-def _multi_lora(todo, cfg: Config, rows, labels, split_sha, failed) -> None:
+def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lora: bool = False) -> None:
+    """Start one server for these runs (one adapter merged or as LoRA, or the base model), score
+    each run that no other process holds, stop the server."""
     e = cfg.eval
-    loras = {run.name: str(run.adapter) for run, _ in todo if run.adapter is not None}
-    port = free_port()
-    cmd = vllm_command(_model_path(cfg), cfg.model.served_name, port, loras or None, cfg.train.lora_rank,
-                       e.server_args)
-    t0 = time.time()
-    try:
-        with procs.TermAsInterrupt(), VLLMServer(cmd, port, _log(cfg, "multi_lora"), e.server_start_timeout) as url:
-            start = time.time() - t0
-            for run, h in todo:
-                served = run.name if run.adapter is not None else cfg.model.served_name
-                try:
-                    _score_and_save(cfg, run, url, served, rows, labels, h, e.mode, split_sha, start)
-                except FewshotError as err:
-                    failed[run.name] = str(err)
-    except FewshotError as err:  # the server itself failed: every run still to do failed with it
-        for run, _ in todo:
-            failed.setdefault(run.name, str(err))
+    with ExitStack() as locks:
+        mine = []
+        for run, h in group:
+            try:
+                locks.enter_context(hold(eval_lock(cfg, run.name)))
+            except Busy as b:
+                print(f"[eval] {run.name}: skipped, another process scores it ({b})", flush=True)
+                continue
+            prepare_predictions(cfg, run, h)
+            mine.append((run, h))
+        if not mine:
+            return
+        first = mine[0][0]
+        try:
+            adapters = {r.name: str(r.adapter) for r, _ in mine if r.adapter is not None}
+            if lora or (e.mode == "per_adapter" and adapters):
+                model, loras = _model_path(cfg), adapters or None
+            elif adapters:  # merged
+                model, loras = str(merge(cfg, first)), None
+            else:
+                model, loras = _model_path(cfg), None
+            served_base = first.name if adapters and not loras else cfg.model.served_name
+            port = free_port()
+            cmd = vllm_command(model, served_base, port, loras, cfg.train.lora_rank, e.server_args,
+                               cpu_dtype=cpu_serving_dtype(cfg),
+                               max_model_len=context_needed(cfg, [r for r, _ in mine], tokens))
+            log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
+            t0 = time.time()
+            server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key())
+            with procs.TermAsInterrupt(), server:
+                start = time.time() - t0
+                for run, h in mine:
+                    served = run.name if (run.adapter is not None and (loras or e.mode == "merged")) \
+                        else cfg.model.served_name
+                    try:
+                        _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start)
+                    except FewshotError as err:
+                        failed[run.name] = str(err)
+        except FewshotError as err:  # merge or server failed: every run of this group failed with it
+            for run, _ in mine:
+                failed.setdefault(run.name, str(err))

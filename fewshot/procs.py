@@ -9,14 +9,16 @@ from pathlib import Path
 
 
 def start(cmd: list[str], log_path: str | os.PathLike, env: dict | None = None,
-          cwd: str | None = None) -> subprocess.Popen:
-    """Start cmd in a new session (its own process group) with stdout+stderr appended to a log."""
+          cwd: str | None = None, hide: tuple | list = (), pass_fds: tuple = ()) -> subprocess.Popen:
+    """Start cmd in a new session (its own process group) with stdout+stderr appended to a log;
+    the strings in `hide` (keys) are masked in the logged command line."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab", buffering=0)
-    log.write(f"\n$ {' '.join(cmd)}\n".encode())
+    shown = " ".join("***" if a in hide else a for a in cmd)
+    log.write(f"\n$ {shown}\n".encode())
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=cwd, start_new_session=True)
+                                env=env, cwd=cwd, start_new_session=True, pass_fds=tuple(pass_fds))
     finally:
         log.close()  # the child keeps its own descriptor
 

@@ -38,9 +38,11 @@ def alpaca_row(instruction: str, text: str, label: str) -> dict:
     return {"instruction": instruction, "input": build_input(text), "output": label}
 
 
-def chat_messages(row: dict) -> list[dict]:
-    """OpenAI-style messages for one Alpaca row, exactly as LLaMA-Factory trains on it."""
-    return [
-        {"role": "system", "content": row["instruction"]},
-        {"role": "user", "content": row["input"]},
-    ]
+def chat_messages(row: dict, demos: list[dict] | None = None) -> list[dict]:
+    """OpenAI-style messages for one Alpaca row, exactly as LLaMA-Factory trains on it; with demos
+    (in-context learning), each demonstration row is an earlier user turn answered by its label,
+    between the system turn and the row."""
+    msgs = [{"role": "system", "content": row["instruction"]}]
+    for d in demos or ():
+        msgs += [{"role": "user", "content": d["input"]}, {"role": "assistant", "content": d["output"]}]
+    return msgs + [{"role": "user", "content": row["input"]}]

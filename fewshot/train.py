@@ -15,21 +15,14 @@ import yaml
 
 from . import procs
 from .config import Config
-from .data import load_manifest, train_file_name
-from .envs import env_bin, has_gpu, subprocess_env
+from .data import load_manifest
+from .locks import Busy, hold
+from .runs import run_dir, run_names, shard_of, train_lock
+from .envs import cpu_has_native_bf16, env_bin, has_gpu, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def run_names(cfg: Config) -> list[tuple[str, int, int]]:
-    """(run name, size, seed) for every run the config asks for; the run is named after its data file."""
-    return [(train_file_name(n, s, cfg.data), n, s) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
-
-
-def run_dir(cfg: Config, name: str) -> Path:
-    return Path(cfg.train.out_dir) / name
 
 
 def check_model_path(cfg: Config) -> None:
@@ -44,13 +37,35 @@ def check_model_path(cfg: Config) -> None:
 def device_and_precision(cfg: Config) -> tuple[str, str]:
     t = cfg.train
     device = t.device if t.device != "auto" else ("cuda" if has_gpu() else "cpu")
-    # auto: bf16 on a GPU; fp32 on CPU, where bf16 is emulated without AVX-512 BF16 (measured here:
-    # one optimizer step took minutes against 13 s in fp32)
-    precision = t.precision if t.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
-    return device, precision
+    # auto: bf16 on a GPU and on a CPU with native bf16 (AVX-512 BF16 / AMX); fp32 on other CPUs,
+    # where bf16 is emulated (measured on AVX2: one optimizer step took minutes against 13 s in fp32)
+    if t.precision != "auto":
+        return device, t.precision
+    return device, "bf16" if device == "cuda" or cpu_has_native_bf16() else "fp32"
 
 
-def lf_args(cfg: Config, name: str, data_sha: str) -> dict:
+def cpu_serving_dtype(cfg: Config) -> str:
+    """The CPU vLLM server's --dtype: the training precision's (bf16 where the CPU has it natively,
+    float32 otherwise); FEWSHOT_CPU_DTYPE overrides."""
+    import os
+    if os.environ.get("FEWSHOT_CPU_DTYPE"):
+        return os.environ["FEWSHOT_CPU_DTYPE"]
+    t = cfg.train
+    precision = t.precision if t.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+    return "bfloat16" if precision == "bf16" else "float32"
+
+
+def epochs_for(cfg: Config, size: int) -> float:
+    """train.num_train_epochs, raised for small subsets to at least train.min_steps optimizer steps
+    (a 16-row subset at batch 8 makes only 2 steps an epoch)."""
+    t = cfg.train
+    if not t.min_steps or not size:
+        return t.num_train_epochs
+    per_epoch = max(1, -(-size // (t.per_device_train_batch_size * t.gradient_accumulation_steps)))
+    return float(max(t.num_train_epochs, -(-t.min_steps // per_epoch)))
+
+
+def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
     """The LLaMA-Factory YAML for one run (keys as in its examples/train_lora/*.yaml)."""
     t, out = cfg.train, run_dir(cfg, name)
     device, precision = device_and_precision(cfg)
@@ -81,7 +96,7 @@ def lf_args(cfg: Config, name: str, data_sha: str) -> dict:
         "per_device_train_batch_size": t.per_device_train_batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
         "learning_rate": t.learning_rate,
-        "num_train_epochs": t.num_train_epochs,
+        "num_train_epochs": epochs_for(cfg, size),
         "lr_scheduler_type": t.lr_scheduler_type,
         "warmup_steps": t.warmup_steps,
         "max_grad_norm": t.max_grad_norm,
@@ -133,9 +148,10 @@ def is_done(cfg: Config, name: str, h: str) -> bool:
     return done.exists() and read_json(done).get("hash") == h and all((out / f).exists() for f in ADAPTER_FILES)
 
 
-def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str) -> str:
-    """Train (or skip, or resume) one run. Returns 'skipped' | 'trained'; raises on failure."""
-    args = lf_args(cfg, name, data_sha)
+def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=None, gpu: str | None = None) -> str:
+    """Train (or skip, or resume) one run. Returns 'skipped' | 'trained'; raises on failure.
+    With the run's lock, the trainer process inherits it (see locks.Held)."""
+    args = lf_args(cfg, name, data_sha, size)
     h = run_hash(args)
     args.pop("_fewshot_data_sha256")
     out = run_dir(cfg, name)
@@ -154,14 +170,20 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str) -> st
     log = Path(cfg.train.log_dir) / f"{name}.train.log"
     cmd = [env_bin("train", "llamafactory-cli"), "train", str((out / "train.yaml").resolve())]
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
-          + f" (log: {log})", flush=True)
+          + (f", GPU {gpu}" if gpu is not None else "") + f" (log: {log})", flush=True)
     t0 = time.time()
-    proc = procs.start(cmd, log, env=subprocess_env())
+    env = subprocess_env(**({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+    proc = procs.start(cmd, log, env=env, pass_fds=(lock.fd,) if lock else ())
+    if lock:
+        lock.note_child(proc.pid)
+    _LIVE.add(proc)
     try:
         rc = proc.wait()
     except BaseException:
         procs.stop(proc)
         raise
+    finally:
+        _LIVE.discard(proc)
     wall = time.time() - t0
     if rc != 0 or not all((out / f).exists() for f in ADAPTER_FILES):
         raise FewshotError(f"{name}: llamafactory-cli exited with {rc}; last lines of {log}:\n{procs.tail(log)}")
@@ -196,22 +218,53 @@ def summarize(out: Path, name: str, size: int, seed: int, wall: float) -> dict:
     }
 
 
-def run_all(cfg: Config, only: list[str] | None = None) -> int:
+_LIVE: set = set()  # trainer processes running now (several at once on a multi-GPU box)
+
+
+def _attempt(cfg: Config, name: str, size: int, seed: int, sha: str, gpu: str | None = None) -> str:
+    """One run under its lock: 'trained' | 'skipped' | 'busy' | 'failed'."""
+    try:
+        with hold(train_lock(cfg, name)) as lock:
+            return train_one(cfg, name, size, seed, sha, lock, gpu)
+    except Busy as e:
+        print(f"[train] {name}: skipped, another process trains it ({e})", flush=True)
+        return "busy"
+    except FewshotError as e:
+        print(f"[train] FAILED {e}", flush=True)
+        return "failed"
+
+
+def gpu_slots(cfg: Config) -> list[str]:
+    """The cards to spread runs over: every visible one (train.gpus limits), unless one run spans
+    several through LLaMA-Factory's own launcher (FORCE_TORCHRUN) or there is no GPU."""
+    import os
+
+    from .schedule import visible_gpus
+    if device_and_precision(cfg)[0] != "cuda" or os.environ.get("FORCE_TORCHRUN", "0") not in ("0", ""):
+        return []
+    return visible_gpus(cfg.train.gpus)
+
+
+def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None) -> int:
     manifest = load_manifest(cfg)
     check_model_path(cfg)
-    runs = [r for r in run_names(cfg) if not only or r[0] in only]
+    runs = shard_of([r for r in run_names(cfg) if not only or r[0] in only], shard)
+    for name, _, _ in runs:
+        if name not in manifest["files"]:
+            raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "
+                               f"step with this config")
+    slots = gpu_slots(cfg)
     status: dict[str, str] = {}
     with procs.TermAsInterrupt():
-        for name, size, seed in runs:
-            meta = manifest["files"].get(name)
-            if meta is None:
-                raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "
-                                   f"step with this config")
-            try:
-                status[name] = train_one(cfg, name, size, seed, meta["sha256"])
-            except FewshotError as e:
-                print(f"[train] FAILED {e}", flush=True)
-                status[name] = "failed"
+        if len(slots) > 1:
+            from .schedule import run_on_slots
+            print(f"[train] {len(runs)} run(s) over {len(slots)} GPUs ({','.join(slots)}), one run per GPU", flush=True)
+            jobs = [(n, size * epochs_for(cfg, size), (n, size, seed)) for n, size, seed in runs]
+            status = run_on_slots(jobs, slots, lambda p, gpu: _attempt(cfg, *p, manifest["files"][p[0]]["sha256"], gpu),
+                                  lambda: [procs.stop(p) for p in list(_LIVE)])
+        else:
+            for name, size, seed in runs:
+                status[name] = _attempt(cfg, name, size, seed, manifest["files"][name]["sha256"])
     skipped = [n for n, s in status.items() if s == "skipped"]
     if skipped and len(skipped) == len(status):
         print(f"[train] nothing to do: all {len(status)} runs are already trained ({', '.join(skipped)})")

@@ -2,7 +2,8 @@
 
     python tests/fake_openai.py PORT MODE [N]
 MODE: good (answers the first listed category), garbage, flaky (every other request is a 500),
-slow (sleeps 30 s), never_ready (/health is 503), die_after (exits after N answers)."""
+slow (sleeps 30 s), never_ready (/health is 503), die_after (exits after N answers).
+With FAKE_REQUESTS=path, every chat request body is appended there (one JSON line each)."""
 import json
 import os
 import re
@@ -12,7 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
-N = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+N = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
+KEY = sys.argv[sys.argv.index("--api-key") + 1] if "--api-key" in sys.argv else None  # as vLLM's --api-key
 state = {"answers": 0, "requests": 0}
 lock = threading.Lock()
 
@@ -37,7 +39,12 @@ class H(BaseHTTPRequestHandler):
 
     def do_POST(self):
         req = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if KEY and self.headers.get("authorization") != f"Bearer {KEY}":
+            return self._send(401, {"error": {"message": "Unauthorized"}})
         with lock:
+            if os.environ.get("FAKE_REQUESTS"):
+                with open(os.environ["FAKE_REQUESTS"], "a") as f:
+                    f.write(json.dumps(req) + "\n")
             state["requests"] += 1
             nreq = state["requests"]
         if MODE == "flaky" and nreq % 2 == 1:

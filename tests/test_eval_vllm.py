@@ -1,6 +1,7 @@
 """End to end with the real vLLM server (CPU build) on SmolLM2-135M and a tiny LoRA adapter."""
 import json
 import pickle
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -12,12 +13,12 @@ from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.evaluate_runs import EvalData, merge, planned_runs, run_all
 from fewshot.parity import compare
-from fewshot.serve import VLLMServer, free_port, vllm_command
+from fewshot.serve import VLLMServer, free_port, new_api_key, vllm_command
 from fewshot.train import run_all as train_all
 
 pytestmark = [needs_train_env, needs_serve_env]
 
-TINY = {"data.sizes": [4], "data.eval_size": 6, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
+TINY = {"data.sizes": [4], "data.eval_size": 6, "data.max_tokens": 160, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
         "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,
         "train.device": "cpu", "train.precision": "fp32", "train.gradient_checkpointing": False,
         "eval.concurrency": 6, "eval.bootstrap": 20}
@@ -27,7 +28,7 @@ TINY = {"data.sizes": [4], "data.eval_size": 6, "train.num_train_epochs": 2, "tr
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")
     import yaml
-    raw = {"data": {"source": "builtin", "builtin_rows": 300, "out_dir": str(d / "data")},
+    raw = {"data": {"source": "synthetic", "synthetic_rows": 300, "out_dir": str(d / "data")},
            "model": {"name_or_path": str(MODEL)},
            "train": {"out_dir": str(d / "saves"), "log_dir": str(d / "logs")},
            "eval": {"out_dir": str(d / "objs"), "merged_dir": str(d / "merged")}}
@@ -41,7 +42,7 @@ def trained(tmp_path_factory):
 def test_multi_lora_scores_zero_shot_and_adapter_end_to_end(trained, capsys):
     cfg = load_config(trained.path, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["eval.mode=multi_lora"])
     assert run_all(cfg) == 0
-    for name in ("zero_shot", "llm_train_4"):
+    for name in ("zero_shot", "zero_shot_constrained", "llm_train_4"):
         res = json.loads((Path(cfg.eval.out_dir) / f"{name}.json").read_text())
         assert res["n_eval"] == 6 and res["mode"] == "multi_lora" and res["split"] == "valid"
         assert 0 <= res["metrics"]["accuracy"] <= 1 and "confusion_matrix" in res["metrics"]
@@ -51,6 +52,11 @@ def test_multi_lora_scores_zero_shot_and_adapter_end_to_end(trained, capsys):
         assert obj.in_cnt + obj.not_in_cnt == 6 and len(obj.preds) == 6 and len(obj.labels) == 6
         preds = (Path(cfg.eval.out_dir) / name / "predictions.jsonl").read_text().splitlines()
         assert len(preds) == 6
+    free = json.loads((Path(cfg.eval.out_dir) / "zero_shot.json").read_text())
+    fixed = json.loads((Path(cfg.eval.out_dir) / "zero_shot_constrained.json").read_text())
+    assert free["method"] == "llm_zero_shot" and not free["constrained"]
+    assert fixed["method"] == "llm_zero_shot_constrained" and fixed["constrained"]
+    assert fixed["metrics"]["invalid"] == 0  # restricted to the labels: every answer is one
     capsys.readouterr()
     assert run_all(cfg) == 0
     assert "nothing to do" in capsys.readouterr().out
@@ -63,14 +69,18 @@ def test_merged_model_served_renders_training_prompt_and_answers_labels(trained,
     lf, _ = compare(str(MODEL), "smollm2", trained.data.out_dir, "llm_valid", 1)
     rows = json.loads((Path(trained.data.out_dir) / "llm_valid.json").read_text())
     labels = json.loads((Path(trained.data.out_dir) / "manifest.json").read_text())["labels"]
-    port = free_port()
-    with VLLMServer(vllm_command(str(merged), "m", port), port, tmp_path / "srv.log") as url:
+    port, key = free_port(), new_api_key()
+    with VLLMServer(vllm_command(str(merged), "m", port), port, tmp_path / "srv.log", api_key=key) as url:
         from fewshot.prompt import chat_messages
+        with pytest.raises(urllib.error.HTTPError) as no_key:  # anyone else on the box: 401
+            urllib.request.urlopen(url + "/models")
+        assert no_key.value.code == 401
         req = json.dumps({"model": "m", "messages": chat_messages(rows[1]), "add_generation_prompt": True}).encode()
         r = urllib.request.urlopen(urllib.request.Request(url.replace("/v1", "/tokenize"), data=req,
                                                           headers={"content-type": "application/json"}))
         assert json.loads(r.read())["tokens"] == lf["prompt_ids"]  # what the server really feeds the model
-        stats = score(url, "m", rows, labels, tmp_path / "p.jsonl", constrained=True, progress=False)
+        stats = score(url, "m", rows, labels, tmp_path / "p.jsonl", constrained=True, progress=False, api_key=key)
     assert stats["scored"] == 6
     got = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert all(g["pred"] in labels for g in got)  # structured outputs: every answer is a label
+    assert key not in (tmp_path / "srv.log").read_text()

@@ -35,3 +35,16 @@ def test_cpu_command_is_the_module_entry_point_in_fp32(serve_env):
     assert cmd[:4] == [str(serve_env / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model"]
     assert _arg(cmd, "--dtype") == "float32" and _arg(cmd, "--host") == "127.0.0.1"
     assert "--enable-lora" not in cmd and _arg(cmd, "--served-model-name") == "m"
+
+
+def test_served_context_follows_the_longest_prompt_and_a_row_that_cannot_fit_is_named(write_config):
+    from fewshot.config import load_config
+    from fewshot.errors import FewshotError
+    from fewshot.evaluate_runs import Run, context_needed
+    cfg = load_config(write_config({"eval.max_tokens": 24}))   # SmolLM2: 8192 tokens of context
+    tokens = {"max_prompt": 300, "longest_prompt_row": 7}
+    assert context_needed(cfg, [], tokens) == 512                          # 324 rounded up to 256s
+    icl = Run("icl_16", 16, 0, None, "h", "icl", icl={"tokens": 1000})
+    assert context_needed(cfg, [icl], tokens) == 1536                      # demonstrations included
+    with pytest.raises(FewshotError, match=r"row 7 of llm_valid.json needs 9024 tokens"):
+        context_needed(cfg, [Run("icl_99", 99, 0, None, "h", "icl", icl={"tokens": 8700})], tokens)

@@ -18,7 +18,7 @@ from fewshot.train import lf_args, run_all, run_dir
 
 pytestmark = needs_train_env
 
-TINY = {"data.sizes": [4], "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
+TINY = {"data.sizes": [4], "data.max_tokens": 160, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
         "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,
         "train.logging_steps": 1, "train.save_steps": 1, "train.device": "cpu", "train.precision": "fp32",
         "train.gradient_checkpointing": False}
@@ -114,10 +114,52 @@ def test_fast_mode_keeps_the_effective_batch_and_drops_accumulation(write_config
     assert "disable_gradient_checkpointing" not in seed and "train_sampling_strategy" not in seed
 
 
-@pytest.mark.parametrize("device,expected", [("cpu", "fp32"), ("cuda", "bf16")])
-def test_auto_precision_is_bf16_only_on_a_gpu(write_config, device, expected):
-    from fewshot.train import device_and_precision
+@pytest.mark.parametrize("device,native_bf16,expected", [
+    ("cpu", False, "fp32"),   # AVX2 only: bf16 would be emulated, minutes per step
+    ("cpu", True, "bf16"),    # avx512_bf16 / amx_bf16: native
+    ("cuda", False, "bf16"), ("cuda", True, "bf16")])
+def test_auto_precision_follows_the_hardware(write_config, monkeypatch, device, native_bf16, expected):
+    import fewshot.train as T
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.delenv("FEWSHOT_CPU_DTYPE", raising=False)
     cfg = load_config(write_config({"train.device": device, "train.precision": "auto"}))
-    assert device_and_precision(cfg) == (device, expected)
+    assert T.device_and_precision(cfg) == (device, expected)
     a = lf_args(cfg, "llm_train_10", "sha")
     assert a.get("bf16", False) is (expected == "bf16") and "fp16" not in a
+    if device == "cpu":  # the CPU server runs the same precision
+        assert T.cpu_serving_dtype(cfg) == ("bfloat16" if native_bf16 else "float32")
+    pinned = load_config(cfg.path, ["train.precision=fp32"])
+    assert T.device_and_precision(pinned)[1] == "fp32" and T.cpu_serving_dtype(pinned) == "float32"
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch):
+    import fewshot.envs as E
+    monkeypatch.setattr(E, "cpu_flags", lambda: {"avx2", "fma"})
+    assert E.cpu_has_native_bf16() is False
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(E, "cpu_flags", lambda f=flag: {"avx2", f})
+        assert E.cpu_has_native_bf16() is True
+
+
+def test_two_concurrent_train_steps_train_each_run_exactly_once(write_config):
+    cfg = _cfg(write_config, **{"data.sizes": [2, 4]})
+    cmd = [sys.executable, "-m", "fewshot", "train", "--config", cfg.path]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = [json.loads(x)["run"] for x in (Path(cfg.train.log_dir) / "train_summary.jsonl").read_text().splitlines()]
+    assert sorted(trained) == ["llm_train_2", "llm_train_4"]  # each run trained once, by one of the two
+    said = "".join(outs)
+    assert "another process trains it" in said or "already trained" in said
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block_a_rerun(write_config):
+    from fewshot.runs import train_lock
+    cfg = _cfg(write_config, **{"data.sizes": [2]})
+    lock = train_lock(cfg, "llm_train_2")
+    code = "import sys, time; from fewshot.locks import hold\nwith hold(sys.argv[1]):\n print('held', flush=True); time.sleep(60)"
+    p = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert run_all(cfg) == 0 and (run_dir(cfg, "llm_train_2") / "done.json").exists()

@@ -1,0 +1,60 @@
+"""In-context learning: the request the server receives, and how demonstrations are chosen."""
+import json
+import sys
+
+from conftest import ROOT
+from fewshot.client import score
+from fewshot.icl import choose_demos
+from fewshot.prompt import alpaca_row, build_instruction
+from fewshot.serve import VLLMServer, free_port
+
+LABELS = ["Physics", "Chemistry", "Electricity"]
+
+
+def test_icl_request_is_system_then_demonstrations_in_order_then_the_row(tmp_path, monkeypatch):
+    ins = build_instruction(LABELS)
+    demos = [alpaca_row(ins, f"demo text {i}", LABELS[i % 3]) for i in range(5)]
+    rows = [alpaca_row(ins, f"row to classify {i}", LABELS[i % 3]) for i in range(8)]
+    log = tmp_path / "requests.jsonl"
+    monkeypatch.setenv("FAKE_REQUESTS", str(log))
+    port = free_port()
+    with VLLMServer([sys.executable, str(ROOT / "tests" / "fake_openai.py"), str(port), "good"], port,
+                    tmp_path / "fake.log", 20) as url:
+        st = score(url, "base", rows, LABELS, tmp_path / "p.jsonl", concurrency=4, progress=False, demos=demos)
+    assert st["scored"] == 8
+    reqs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(reqs) == 8
+    seen_rows = set()
+    for r in reqs:
+        m = r["messages"]
+        assert [x["role"] for x in m] == ["system"] + ["user", "assistant"] * 5 + ["user"]
+        assert m[0]["content"] == ins
+        assert [x["content"] for x in m[1:-1:2]] == [d["input"] for d in demos]       # demonstrations, in order
+        assert [x["content"] for x in m[2:-1:2]] == [d["output"] for d in demos]      # each answered by its label
+        seen_rows.add(m[-1]["content"])
+        assert m[:-1] == reqs[0]["messages"][:-1]  # the same prefix for every row of the run
+    assert seen_rows == {r["input"] for r in rows}
+
+
+def _subset(labels):
+    return [{"input": f"d{i}", "output": lab} for i, lab in enumerate(labels)]
+
+
+def test_all_demonstrations_when_they_fit_the_budget():
+    demos = _subset(["a", "b", "a", "c"])
+    assert choose_demos(demos, [10, 10, 10, 10], budget=40) == [0, 1, 2, 3]
+
+
+def test_a_subset_that_does_not_fit_is_cut_class_by_class_deterministically():
+    labels = ["a"] * 6 + ["b"] * 3 + ["c"]
+    demos = _subset(labels)
+    costs = [10] * 10
+    got = choose_demos(demos, costs, budget=45)
+    assert got == choose_demos(demos, costs, budget=45)          # deterministic
+    assert sum(costs[i] for i in got) <= 45 and len(got) == 4     # k follows the budget
+    assert {demos[i]["output"] for i in got} == {"a", "b", "c"}   # every class before any class twice
+    assert got == sorted(got)                                     # kept in the subset's order
+    # a long row of a class is skipped for that class's next row, not for the whole class
+    costs = [10, 10, 10, 10, 10, 10, 40, 10, 10, 10]
+    got = choose_demos(demos, costs, budget=30)
+    assert [demos[i]["output"] for i in got] == ["a", "b", "c"] and 6 not in got
