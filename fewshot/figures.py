@@ -8,9 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import METHOD_NAMES, SEED_PUBLISHED
+from .results import METHOD_NAMES, SEED_PUBLISHED, ZERO_SHOT_METHODS
 
-COLORS = {"LLM + LoRA": "#d62728", "LLM zero-shot": "#7f7f7f", "TF-IDF + LogReg": "#1f77b4",
+COLORS = {"LLM + LoRA": "#d62728", "LLM in-context": "#e377c2", "LLM zero-shot (free answer)": "#7f7f7f",
+          "LLM zero-shot (label-constrained)": "#17becf", "TF-IDF + LogReg": "#1f77b4",
           "Encoder fine-tune": "#2ca02c", "SetFit": "#9467bd", "Seed (GLM-4-9B, published)": "#ff7f0e"}
 DPI = 150
 
@@ -22,47 +23,82 @@ def _save(fig, out_dir, name: str):
     return fig
 
 
-def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False):
-    """Accuracy and macro-F1 against train rows (log x), mean ± std over seeds, bootstrap band for
-    single-seed points, the zero-shot point as a dashed line."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curves: dict | None = None):
+    """Accuracy and macro-F1 against train rows (log x): every run's point, the mean over seeds,
+    the fitted power law through them with its bootstrap 95% band (dashed past the largest measured
+    size, out to where the largest target is reached), the zero-shot points as horizontal lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
+    need = [r["rows"] for r in (curves or {}).get("labels_needed", []) if r["reachable"] and r["rows"]]
+    measured = [int(n) for n in df["train_rows"].unique() if n > 0]
+    x_max = max(measured, default=1)
+    if need:
+        x_max = min(max(max(need), x_max), 100 * x_max)
+    styles = {METHOD_NAMES["llm_zero_shot"]: ":", METHOD_NAMES["llm_zero_shot_constrained"]: "--"}
     for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "macro_f1", "Macro-F1")):
-        ci_key = "acc_ci95" if metric == "accuracy" else "f1_ci95"
         for method, g in df.groupby("method"):
             color = COLORS.get(method)
-            if method == METHOD_NAMES["llm_zero_shot"]:
-                ax.axhline(g[metric].mean(), color=color, ls="--", lw=1.5, label=f"{method} (0 rows)")
+            if method in ZERO_SHOT_METHODS:
+                ax.axhline(g[metric].mean(), color=color, ls=styles[method], lw=1.5, label=f"{method} (0 rows)")
+                continue
+            g = g[g["train_rows"] > 0]
+            if g.empty:
                 continue
             agg = g.groupby("train_rows")[metric].agg(["mean", "std", "size"]).reset_index()
-            x, y, sd = agg["train_rows"], agg["mean"], agg["std"].fillna(0)
-            ax.plot(x, y, "o-", color=color, label=method + (" (mean ± std over seeds)" if agg["size"].max() > 1 else ""))
-            ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.15)
-            if agg["size"].max() == 1:  # one seed: show the bootstrap 95% interval instead
-                lo = [float(s.strip("[]").split(",")[0]) if s else np.nan for s in g.sort_values("train_rows")[ci_key]]
-                hi = [float(s.strip("[]").split(",")[1]) if s else np.nan for s in g.sort_values("train_rows")[ci_key]]
-                ax.fill_between(x, lo, hi, color=color, alpha=0.12, hatch="//", lw=0)
+            ax.scatter(g["train_rows"], g[metric], color=color, s=12, alpha=0.5)
+            seeds = agg["size"].max()
+            ax.plot(agg["train_rows"], agg["mean"], "o", color=color,
+                    label=method + (f" ({seeds} seeds)" if seeds > 1 else ""))
+            if method == METHOD_NAMES["llm_icl"] and "k_demos" in g:
+                for n, k in g.groupby("train_rows")["k_demos"].first().items():
+                    if pd.notna(k) and k != n:
+                        ax.annotate(f"k={int(k)}", (n, agg.set_index("train_rows").loc[n, "mean"]), fontsize=7,
+                                    color=color, textcoords="offset points", xytext=(4, -10))
+            key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
+            f = fits.get((key, metric))
+            if f:
+                lo_n, hi_n = min(agg["train_rows"]), max(agg["train_rows"])
+                xs = np.geomspace(lo_n, max(hi_n, x_max), 200)
+                ys = f["a"] - f["b"] * xs ** (-f["c"])
+                inside = xs <= hi_n
+                ax.plot(xs[inside], ys[inside], "-", color=color, lw=1.5)
+                ax.plot(xs[~inside], ys[~inside], "--", color=color, lw=1.2)
+                if f.get("boot"):
+                    B = np.array(f["boot"])
+                    band = B[:, :1] - B[:, 1:2] * xs[None, :] ** (-B[:, 2:3])
+                    ax.fill_between(xs, np.percentile(band, 2.5, axis=0), np.percentile(band, 97.5, axis=0),
+                                    color=color, alpha=0.12, lw=0)
         if show_seed:
             ax.plot(SEED_PUBLISHED["train_rows"], SEED_PUBLISHED[metric], "s:", color=COLORS["Seed (GLM-4-9B, published)"],
                     label="Seed (GLM-4-9B, published)")
+        for t in (curves or {}).get("targets", []):
+            ax.axhline(t, color="#bbbbbb", lw=0.6, zorder=0)
         ax.set_xscale("log")
-        sizes = sorted(int(n) for n in df["train_rows"].unique() if n > 0)
-        ax.set_xticks(sizes, [str(n) for n in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("Training rows (log scale)")
-        ax.set_ylabel(f"{label} on the evaluation split")
+        if measured:
+            ticks = sorted(set(measured) | ({int(x_max)} if x_max > max(measured) else set()))
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+        ax.set_xlabel("Labelled training rows (log scale)")
+        ax.set_ylabel(f"{label} on the {_split(df)} split")
         ax.set_title(f"{label} vs. labelled training rows")
         ax.grid(alpha=0.3, which="both")
         ax.set_ylim(-0.02, 1)  # a zero-shot line at 0 stays visible above the axis
-    axes[1].legend(loc="upper left", fontsize=8)
-    fig.suptitle("Learning curves (band: ± std over seeds, hatched: bootstrap 95% CI)", fontsize=10)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.suptitle("Learning curves: points = runs (one per seed), line = fitted a - b·n^-c, band = bootstrap 95%, "
+                 "dashed = extrapolated", fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir, "learning_curve.png")
+
+
+def _split(df: pd.DataFrame) -> str:
+    s = sorted(set(df["split"].dropna())) if "split" in df else []
+    return "/".join(s) or "evaluation"
 
 
 def radar(df: pd.DataFrame, out_dir=None):
     """The seed's radar chart: accuracy and macro P/R/F1, one polygon per LLM run (mean over seeds)."""
     metrics = ["accuracy", "macro_precision", "macro_recall", "macro_f1"]
-    llm = df[df["method"].isin([METHOD_NAMES["llm_lora"], METHOD_NAMES["llm_zero_shot"]])]
+    llm = df[df["method"].isin([METHOD_NAMES["llm_lora"], *ZERO_SHOT_METHODS])]
     llm = llm.groupby("train_rows")[metrics].mean().reset_index()
     ang = np.linspace(0, 2 * np.pi, len(metrics), endpoint=False).tolist()
     fig = plt.figure(figsize=(6, 6))

@@ -18,7 +18,9 @@ def render(cfg: Config, overrides: list[str] | None = None) -> int:
     nb = execute(ROOT / cfg.report.notebook, {"CONFIG": str(Path(cfg.path).resolve()),
                                               "OVERRIDES": list(overrides or []), "OUT_DIR": str(out.resolve())},
                  out_path=out / "see_result.executed.ipynb", cwd=Path.cwd())
-    html, _ = HTMLExporter().from_notebook_node(nb)
+    # the morning report shows answers, not code (the notebook keeps its cells)
+    html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+                           ).from_notebook_node(nb)
     atomic_write_text(out / "report.html", html)
     pngs = sorted(p.name for p in out.glob("*.png"))
     print(f"[report] {out / 'report.html'} and {len(pngs)} figures: {', '.join(pngs) or 'none'}")

@@ -17,8 +17,11 @@ SEED_PUBLISHED = pd.DataFrame({
 })
 SEED_SOURCE = "ccdv/patent-classification"
 
-METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_zero_shot": "LLM zero-shot", "tfidf": "TF-IDF + LogReg",
-                "encoder": "Encoder fine-tune", "setfit": "SetFit"}
+METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_icl": "LLM in-context",
+                "llm_zero_shot": "LLM zero-shot (free answer)",
+                "llm_zero_shot_constrained": "LLM zero-shot (label-constrained)",
+                "tfidf": "TF-IDF + LogReg", "encoder": "Encoder fine-tune", "setfit": "SetFit"}
+ZERO_SHOT_METHODS = {METHOD_NAMES["llm_zero_shot"], METHOD_NAMES["llm_zero_shot_constrained"]}
 
 
 def load_results(objs_dir: str | Path) -> list[dict]:
@@ -44,11 +47,22 @@ def results_table(results: list[dict]) -> pd.DataFrame:
             "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
             "acc_ci95": _fmt_ci(m.get("accuracy_ci95")), "f1_ci95": _fmt_ci(m.get("macro_f1_ci95")),
             "invalid": m.get("invalid", 0), "n_eval": m.get("n"), "split": r.get("split"), "mode": r.get("mode", "-"),
+            "k_demos": (r.get("icl") or {}).get("k"),
+            "train_s": r.get("train_seconds") if r.get("train_seconds") is not None else r.get("seconds"),
+            "score_s": _score_seconds(r), "device": r.get("train_device") or (r.get("scoring") or {}).get("device"),
         })
     df = pd.DataFrame(rows)
     if not df.empty:
+        df["seed"] = df["seed"].astype("Int64")  # integers, with <NA> for the zero-shot points
         df = df.sort_values(["method", "train_rows", "seed"], na_position="first").reset_index(drop=True)
     return df
+
+
+def _score_seconds(r: dict):
+    sc = r.get("scoring")
+    if not sc:
+        return None  # baselines: fit and predict are one figure (train_s)
+    return round((sc.get("seconds") or 0) + (sc.get("server_start_s") or 0), 1)
 
 
 def _fmt_ci(ci) -> str:

@@ -24,7 +24,8 @@ def _make_run(cfg, name, size, acc, seed=0, invalid=0):
             pred = r["output"] if rng.random() < acc else LABELS[(i + 1) % 3]
             raw = pred
         append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": r["output"]})
-    run = Run(name, size, seed if size else None, Path("x") if size else None, "h")
+    run = Run(name, size, seed if size else None, Path("x") if size else None, "h",
+              kind="lora" if size else "zero_shot")
     finish(cfg, run, rows, LABELS, "h", "merged", "sha", name, {"scored": 60}, 1.0)
 
 
@@ -72,3 +73,21 @@ def test_report_with_one_run_and_no_logs(write_config, tmp_path):
     out = Path(cfg.report.out_dir)
     html = (out / "report.html").read_text()
     assert "No training logs" in html and (out / "learning_curve.png").exists()
+
+
+def test_report_leads_with_the_answer_and_hides_code(write_config, tmp_path):
+    cfg = _cfg(write_config, tmp_path)
+    _make_run(cfg, "zero_shot", 0, 0.3)
+    for n, acc in ((10, 0.45), (30, 0.62), (90, 0.74), (270, 0.8)):
+        for s in (0, 1):
+            _make_run(cfg, f"llm_train_{n}" + (f"_s{s}" if s else ""), n, acc, seed=s)
+    assert render(cfg) == 0
+    html = (Path(cfg.report.out_dir) / "report.html").read_text()
+    assert "The answer" in html and "LLM + LoRA" in html
+    body = html[html.index("<body"):]
+    assert body.index("The answer") < body.index("<img")  # the headline, then the figure
+    assert "from fewshot" not in html and "import pandas" not in html     # code cells hidden
+    res = json.loads((Path(cfg.report.out_dir) / "labels_needed.json").read_text())
+    rows = [r for r in res["labels_needed"] if r["method"] == "llm_lora" and r["metric"] == "accuracy"]
+    assert {r["target"] for r in rows} == set(cfg.report.targets)
+    assert set(rows[0]) >= {"method", "metric", "target", "rows", "low", "high", "reachable", "extrapolated"}

@@ -1,0 +1,78 @@
+"""Learning-curve fits: a known power law is recovered, and the step says when it cannot answer."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fewshot.curve import analyse, fit, power_law, rows_needed
+from fewshot.fileio import atomic_write_json, atomic_write_text
+
+LABELS = ["a", "b", "c", "d"]
+TRUE = (0.85, 1.2, 0.6)  # acc(n) = 0.85 - 1.2 n^-0.6: 0.62 at 16 rows, 0.80 at 200
+
+
+def _write_runs(objs: Path, method: str, sizes, seeds=(0, 1, 2), n_eval=3000, params=TRUE, seed=0):
+    rng = np.random.default_rng(seed)
+    gold = np.arange(n_eval) % len(LABELS)
+    for n in sizes:
+        for s in seeds:
+            acc = float(power_law(n, *params))
+            right = rng.random(n_eval) < acc
+            pred = np.where(right, gold, (gold + 1 + rng.integers(0, 3, n_eval)) % len(LABELS))
+            name = f"{method}_{n}_s{s}"
+            atomic_write_text(objs / name / "predictions.jsonl", "".join(
+                json.dumps({"i": i, "pred": LABELS[p], "label": LABELS[g]}) + "\n" for i, (p, g) in enumerate(zip(pred, gold))))
+            atomic_write_json(objs / f"{name}.json", {
+                "name": name, "method": method, "train_rows": n, "seed": s, "n_eval": n_eval, "split": "test",
+                "metrics": {"labels": LABELS, "accuracy": float(right.mean()), "macro_f1": 0.0}, "seconds": 1.0 + n})
+
+
+def test_fit_recovers_a_noiseless_power_law():
+    ns = [10, 20, 40, 80, 160]
+    p = fit(ns, [power_law(n, *TRUE) for n in ns])
+    assert p == pytest.approx(TRUE, rel=1e-3)
+    assert rows_needed(p, 0.8) == pytest.approx(((0.85 - 0.8) / 1.2) ** (-1 / 0.6), rel=1e-3)
+    assert math.isinf(rows_needed(p, 0.9))  # above the ceiling
+
+
+def test_known_power_law_plus_noise_is_recovered_within_the_interval(tmp_path):
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128, 256])
+    res = analyse(tmp_path, [0.8, 0.97], n_boot=60)
+    f = next(x for x in res["fits"] if x["method"] == "tfidf" and x["metric"] == "accuracy")
+    assert f["status"] == "ok"
+    for k, true in zip("abc", TRUE):  # each parameter inside its bootstrap interval
+        lo, hi = f[f"{k}_ci95"]
+        assert lo <= true <= hi, (k, lo, true, hi)
+    for n in (16, 64, 256):  # and the fitted curve on the true one where it was measured
+        assert abs(power_law(n, f["a"], f["b"], f["c"]) - power_law(n, *TRUE)) < 0.015
+    need = next(r for r in res["labels_needed"] if r["method"] == "tfidf" and r["metric"] == "accuracy"
+                and r["target"] == 0.8)
+    true_n = ((TRUE[0] - 0.8) / TRUE[1]) ** (-1 / TRUE[2])  # ~200 rows
+    assert need["reachable"] and need["low"] <= true_n <= need["high"]
+    assert need["low"] <= need["rows"] <= need["high"] and not need["extrapolated"]
+    over = next(r for r in res["labels_needed"] if r["metric"] == "accuracy" and r["target"] == 0.97)
+    assert not over["reachable"] and over["rows"] is None and over["ceiling"] < 0.97  # above the ceiling
+    bt = next(b for b in res["backtest"] if b["metric"] == "accuracy")
+    assert bt["status"] == "ok" and bt["held_out"] == 256 and abs(bt["error"]) < 0.03
+
+
+def test_two_sizes_are_not_enough_to_fit(tmp_path):
+    _write_runs(tmp_path, "setfit", [16, 64])
+    res = analyse(tmp_path, [0.7], n_boot=10)
+    assert all(f["status"].startswith("not enough sizes") for f in res["fits"])
+    assert res["labels_needed"] == []
+
+
+def test_crossover_of_the_llm_and_extrapolation_flag(tmp_path):
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128], params=(0.75, 0.6, 0.5))      # fast start, low ceiling
+    _write_runs(tmp_path, "llm_lora", [16, 32, 64, 128], params=(0.95, 3.0, 0.6), seed=1)  # slow start, high ceiling
+    res = analyse(tmp_path, [0.6, 0.9], n_boot=40)
+    c = next(x for x in res["crossovers"] if x["metric"] == "accuracy")
+    assert c["other"] == "tfidf" and c["kind"] == "at"
+    # the true curves cross where 0.95 - 3 n^-0.6 = 0.75 - 0.6 n^-0.5: about 51 rows
+    assert c["low"] <= 51 <= c["high"]
+    far = next(r for r in res["labels_needed"] if r["method"] == "llm_lora" and r["metric"] == "accuracy"
+               and r["target"] == 0.9)
+    assert far["reachable"] and far["extrapolated"]  # ~920 rows, past 4 x 128
