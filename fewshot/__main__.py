@@ -8,7 +8,7 @@ import sys
 from .config import load_config
 from .errors import FewshotError
 
-STEPS = ("data", "train", "eval", "baselines", "report", "bench")
+STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="override any config key, e.g. --set data.sizes=[100,500]")
     ap.add_argument("--only", action="append", default=[], metavar="RUN",
                     help="train/eval: only these run names (repeatable)")
+    ap.add_argument("--shard", metavar="I/N", help="train/eval: every N-th run from the I-th (0-based), to spread "
+                    "one study over N jobs that share the project folder (e.g. a Slurm array)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -33,13 +35,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.step == "train":
             from .train import run_all
-            return run_all(cfg, only=args.only)
+            return run_all(cfg, only=args.only, shard=args.shard)
         if args.step == "eval":
             from .evaluate_runs import run_all
-            return run_all(cfg, only=args.only)
+            return run_all(cfg, only=args.only, shard=args.shard)
         if args.step == "baselines":
             from .baselines import run_all
             return run_all(cfg)
+        if args.step == "sweep":
+            from .sweep import run as sweep_run
+            return sweep_run(cfg)
+        if args.step == "curve":
+            from .curve import run as curve_run
+            return curve_run(cfg)
         if args.step == "report":
             from .report import render
             return render(cfg, args.overrides)

@@ -36,8 +36,9 @@ def machine() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
+    from .envs import cpu_has_native_bf16
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
 
 
 def _table(rows: list[dict]) -> str:
@@ -49,7 +50,8 @@ def _table(rows: list[dict]) -> str:
 
 def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None) -> int:
     m = machine()
-    print(f"[bench {name}] {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}")
+    print(f"[bench {name}] {m['cpu']}, {m['cores']} cores, native bf16 {'yes' if m['native_bf16'] else 'no'}, "
+          f"Python {m['python']}, {m['date']}")
     print(_table(rows))
     print(key_line)
     atomic_write_json(RESULTS / f"{name}.json", {"machine": m, "rows": rows, "key": key_line, **(extra or {})})

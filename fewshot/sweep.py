@@ -1,0 +1,60 @@
+"""Choose the recipe on the valid split, never on test: `python -m fewshot sweep --config C` trains
+and scores every recipe of the config's `sweep` section (each a set of overrides) at the sweep's
+sizes, through the same train and eval steps as the study, into sweep/<recipe>/, and prints and
+writes a table (sweep/sweep.json). Finished recipes are skipped on rerun, like any run."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .config import Config, load_config
+from .errors import ConfigError
+from .fileio import atomic_write_json, read_json
+from .runs import out_paths, run_names
+
+
+def recipe_config(cfg: Config, name: str) -> Config:
+    sw = cfg.sweep
+    base = Path(sw.out_dir) / name
+    sets = [f"{k}={json.dumps(v)}" for k, v in (sw.recipes[name] or {}).items()]
+    sets += [f"data.sizes={json.dumps(sw.sizes or cfg.data.sizes)}", f"eval.split={sw.split}",
+             "eval.zero_shot=false", "eval.icl=false", f"train.out_dir={base / 'saves'}",
+             f"train.log_dir={base / 'logs'}", f"eval.out_dir={base / 'objs'}",
+             f"eval.merged_dir={base / 'merged'}"]
+    return load_config(cfg.path, sets)
+
+
+def run(cfg: Config) -> int:
+    from .evaluate_runs import run_all as eval_all
+    from .train import run_all as train_all
+    if not cfg.sweep.recipes:
+        raise ConfigError(f"{cfg.path}: no 'sweep.recipes' to try")
+    rows, rc = [], 0
+    for name in cfg.sweep.recipes:
+        c = recipe_config(cfg, name)
+        t0 = time.time()
+        rc |= train_all(c)
+        rc |= eval_all(c)
+        for run, size, seed in run_names(c):
+            p = out_paths(c, run)["json"]
+            if not p.exists():
+                continue
+            m = read_json(p)["metrics"]
+            done = read_json(Path(c.train.out_dir) / run / "done.json")
+            rows.append({"recipe": name, "rows": size, "seed": seed, "epochs": done.get("epochs"),
+                         "accuracy": round(m["accuracy"], 3), "macro_f1": round(m["macro_f1"], 3),
+                         "acc_ci95": [round(x, 3) for x in m.get("accuracy_ci95", [])],
+                         "train_s": done.get("wall_s"), "split": c.eval.split})
+        print(f"[sweep] {name}: {time.time() - t0:.0f} s", flush=True)
+    print(f"{'recipe':<28}{'rows':>6}{'epochs':>8}{'accuracy':>10}{'macro-F1':>10}{'train s':>9}")
+    for r in rows:
+        print(f"{r['recipe']:<28}{r['rows']:>6}{r['epochs']:>8}{r['accuracy']:>10}{r['macro_f1']:>10}{r['train_s']:>9}")
+    means = {}
+    for r in rows:
+        means.setdefault(r["recipe"], []).append(r["accuracy"])
+    best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+    print(f"[sweep] best mean accuracy on {cfg.sweep.split}: {best}")
+    atomic_write_json(Path(cfg.sweep.out_dir) / "sweep.json", {"split": cfg.sweep.split, "rows": rows, "best": best,
+                                                              "recipes": cfg.sweep.recipes})
+    return rc
