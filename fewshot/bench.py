@@ -69,7 +69,9 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
     from .serve import VLLMServer, free_port, vllm_command
     rows = json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text())[:n_rows]
     port = free_port()
-    cmd = vllm_command(str(Path(cfg.model.name_or_path).resolve()), "base", port, None, 8, cfg.eval.server_args)
+    from .train import cpu_serving_dtype
+    cmd = vllm_command(str(Path(cfg.model.name_or_path).resolve()), "base", port, None, 8, cfg.eval.server_args,
+                       cpu_dtype=cpu_serving_dtype(cfg))
     out = []
     with VLLMServer(cmd, port, Path(cfg.train.log_dir) / "bench_client.serve.log", cfg.eval.server_start_timeout) as url:
         llm = make_llm(url, "base", cfg.eval.max_tokens, 120, 2)
@@ -118,7 +120,7 @@ def bench_serving(cfg: Config, n_rows: int = 48) -> int:
     base = Path("bench/.serving")
     for mode in ("per_adapter", "multi_lora", "merged"):
         c = deepcopy(cfg)
-        c.eval.mode, c.eval.out_dir, c.eval.zero_shot = mode, str(base / mode / "objs"), False
+        c.eval.mode, c.eval.out_dir, c.eval.zero_shot, c.eval.icl = mode, str(base / mode / "objs"), False, False
         c.eval.merged_dir = str(base / mode / "merged")
         shutil.rmtree(base / mode, ignore_errors=True)
         c.data.out_dir = str(base / "data")

@@ -255,6 +255,8 @@ def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]
     from .prompt import build_input, strip_input
     from .tokens import answer_len, prompt_len, stats, tokenizer, truncate_text
     from .prompt import chat_messages
+    from .train import check_model_path  # here, not at the top: train imports this module
+    check_model_path(cfg)
     tok = tokenizer(cfg.model.name_or_path)
     limit = cfg.data.max_tokens or cfg.train.cutoff_len
     cache: dict[tuple, tuple[int, int, str]] = {}  # (input, output) -> (prompt, answer, cut input)
