@@ -71,7 +71,7 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     test = Dataset.from_dict({"text": test_x}).map(enc, batched=True)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_train_epochs=cfg.baselines.encoder_epochs,
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=cfg.baselines.encoder_epochs, bf16=_cpu_bf16(),
                                  per_device_train_batch_size=16, learning_rate=5e-5, weight_decay=0.01,
                                  seed=seed, data_seed=seed, save_strategy="no",
                                  logging_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
@@ -92,11 +92,28 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
         args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
                                  num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False)
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
-        trainer.train()
+        with _autocast():
+            trainer.train()
     return [str(p) for p in model.predict(test_x, as_numpy=True)]
 
 
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
+
+
+def _cpu_bf16() -> bool:
+    """Train the encoders in bf16 where the LLM does: on a CPU with native bf16 (no GPU)."""
+    import torch
+
+    from .envs import cpu_has_native_bf16
+    return not torch.cuda.is_available() and cpu_has_native_bf16()
+
+
+def _autocast():
+    """SetFit's arguments know only fp16 AMP: bf16 autocast around its training, where native."""
+    import contextlib
+
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16) if _cpu_bf16() else contextlib.nullcontext()
 
 
 def _device(method: str) -> str:
@@ -109,8 +126,9 @@ def _device(method: str) -> str:
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
+    bf16 = {} if method == "tfidf" else {"bf16": _cpu_bf16()}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs},
-            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations}}[method]
+            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations}}[method] | bf16
 
 
 # ---------------------------------------------------------------- the step
