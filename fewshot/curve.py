@@ -23,27 +23,33 @@ CURVE_METHODS = ("llm_lora", "llm_icl", "tfidf", "encoder", "setfit")
 LLM = "llm_lora"
 EXTRAPOLATION = 4.0   # past this multiple of the largest measured size, an answer is marked extrapolated
 MIN_SIZES = 3
+BEYOND = math.log(1e12)  # more rows than any labelled set: counted as not reached
 
 
 def power_law(n, a, b, c):
     return a - b * np.power(n, -c)
 
 
-def fit(ns, ys) -> tuple[float, float, float] | None:
+def fit(ns, ys, start=None) -> tuple[float, float, float] | None:
     """Bounded weighted least squares (0<=a<=1, b>=0, c>0); weight of a point grows with its n
-    (sigma ~ 1/sqrt(n)). None when there are fewer than 3 distinct sizes or it does not converge."""
+    (sigma ~ 1/sqrt(n)). None when there are fewer than 3 distinct sizes or it does not converge.
+    A few starts (the surface is flat along the b-c ridge), or one: `start`, e.g. the fit that a
+    bootstrap resample perturbs."""
     from scipy.optimize import curve_fit
     ns, ys = np.asarray(ns, float), np.asarray(ys, float)
     if len(np.unique(ns)) < MIN_SIZES:
         return None
     best = None
-    for c0 in (0.3, 0.7, 1.5):  # a few starts: the surface is flat along the b-c ridge
-        p0 = [min(1.0, ys.max() + 0.05), max(1e-3, (ys.max() + 0.05 - ys.min()) * ns.min() ** c0), c0]
+    starts = [start] if start is not None else [
+        [min(1.0, ys.max() + 0.05), max(1e-3, (ys.max() + 0.05 - ys.min()) * ns.min() ** c0), c0]
+        for c0 in (0.3, 0.7, 1.5)]
+    for p0 in starts:
+        p0 = [min(1.0, max(0.0, p0[0])), max(0.0, p0[1]), min(5.0, max(1e-3, p0[2]))]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 p, _ = curve_fit(power_law, ns, ys, p0=p0, sigma=1 / np.sqrt(ns / ns.max()),
-                                 bounds=([0, 0, 1e-3], [1, np.inf, 5]), maxfev=5000)
+                                 bounds=([0, 0, 1e-3], [1, np.inf, 5]), maxfev=2000)
         except (RuntimeError, ValueError):
             continue
         sse = float(np.sum((power_law(ns, *p) - ys) ** 2 * ns / ns.max()))
@@ -59,7 +65,8 @@ def rows_needed(p, target: float) -> float:
         return math.inf
     if b <= 0:
         return 1.0
-    return max(1.0, ((a - target) / b) ** (-1.0 / c))
+    log_n = -math.log((a - target) / b) / c  # in logs: a flat fit (tiny c) needs astronomically many rows
+    return math.inf if log_n > BEYOND else max(1.0, math.exp(log_n))
 
 
 def crossover(p_llm, p_other, lo: float, hi: float) -> tuple[str, float | None]:
@@ -159,7 +166,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                 continue
             bs = []
             for i in range(n_boot):
-                q = fit(*_series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)))
+                q = fit(*_series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)), start=p)
                 bs.append(q)
             fits[(m, metric)], boots[(m, metric)] = p, bs
             ok = [q for q in bs if q is not None]
@@ -215,7 +222,7 @@ def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int) -> dic
     predicted = float(power_law(largest, *p))
     draws = []
     for i, rows in enumerate(boot_rows):
-        q = fit(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)))
+        q = fit(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)), start=p)
         if q is not None:
             draws.append(float(power_law(largest, *q)))
     lo, hi = _ci(draws)
@@ -267,15 +274,22 @@ def name(m: str) -> str:
     return METHOD_NAMES.get(m, m)
 
 
+FAR = 25  # past this multiple of the largest measured size, the headline gives no number
+
+
 def headline(res: dict) -> str:
-    """A short paragraph from the numbers: rows needed per target, crossovers, cost."""
+    """A short paragraph from the numbers: rows needed per target, crossovers, cost. Answers far
+    past the measured sizes are said to be out of reach of the data, not given as numbers."""
     lines = []
     acc = [r for r in res["labels_needed"] if r["metric"] == "accuracy"]
+    largest = {f["method"]: max(f["sizes"]) for f in res["fits"]}
     for m in dict.fromkeys(r["method"] for r in acc):
         parts = []
         for r in (x for x in acc if x["method"] == m):
             if not r["reachable"]:
                 parts.append(f"{r['target']:.0%}: not reached (fitted ceiling {r['ceiling']:.2f})")
+            elif r["rows"] > FAR * largest[m]:
+                parts.append(f"{r['target']:.0%}: beyond {FAR}x the largest size measured: not enough data to say")
             else:
                 ci = f" [{r['low'] or '?'}–{r['high'] if r['high'] else '∞'}]"
                 parts.append(f"{r['target']:.0%}: ~{r['rows']} rows{ci}" + (" (extrapolated)" if r["extrapolated"] else ""))
@@ -283,8 +297,7 @@ def headline(res: dict) -> str:
     for f in res["fits"]:
         if f["metric"] == "accuracy" and f["status"] != "ok":
             lines.append(f"- **{name(f['method'])}**: no fit ({f['status']}): not enough data to say")
-    cross = [c for c in res["crossovers"] if c["metric"] == "accuracy"]
-    for c in cross:
+    for c in (c for c in res["crossovers"] if c["metric"] == "accuracy"):
         if c["kind"] == "from the start":
             txt = f"ahead from the smallest size ({c['range'][0]} rows)"
         elif c["kind"] == "never":
@@ -294,10 +307,13 @@ def headline(res: dict) -> str:
                    + (" (past the measured sizes)" if c["extrapolated"] else ""))
         lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: {txt}")
     costs = [c for c in res["cost"] if c.get("target") is not None]
-    if costs:
-        t = max(c["target"] for c in costs)
+    inside = {(r["method"], r["target"]) for r in acc if r["reachable"] and not r["extrapolated"]}
+    common = [t for t in res["targets"] if len({c["method"] for c in costs if (c["method"], t) in inside}) >= 2]
+    if common:  # the highest target that at least two methods reach inside the measured range
+        t = max(common)
         lines.append(f"- Compute to reach {t:.0%} accuracy (train + score, one run): " + "; ".join(
-            f"{name(c['method'])} ~{_dur(c['seconds'])} {c['device'].upper()}" for c in costs if c["target"] == t))
+            f"{name(c['method'])} ~{_dur(c['seconds'])} {c['device'].upper()} ({c['rows']} rows)"
+            for c in costs if c["target"] == t and (c["method"], t) in inside))
     return "\n".join(lines) if lines else "Not enough runs in objs/ to fit a learning curve."
 
 

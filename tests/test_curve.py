@@ -35,6 +35,7 @@ def test_fit_recovers_a_noiseless_power_law():
     assert p == pytest.approx(TRUE, rel=1e-3)
     assert rows_needed(p, 0.8) == pytest.approx(((0.85 - 0.8) / 1.2) ** (-1 / 0.6), rel=1e-3)
     assert math.isinf(rows_needed(p, 0.9))  # above the ceiling
+    assert math.isinf(rows_needed((0.9, 0.5, 1e-3), 0.6))  # a flat fit: beyond any count, not an overflow
 
 
 def test_known_power_law_plus_noise_is_recovered_within_the_interval(tmp_path):
