@@ -7,7 +7,6 @@ Input: every scored run in objs/ with its per-row predictions (objs/<run>/predic
 Output: report/labels_needed.json and a printed table (`python -m fewshot curve --config ...`)."""
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass

@@ -252,9 +252,8 @@ def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]
     enforce train.cutoff_len on all of them, so no row is cut in silence by LLaMA-Factory (training)
     and seen whole by the server (scoring). With data.max_tokens, documents are cut instead, in the
     rows themselves, so training, scoring and the baselines all read the same cut text."""
-    from .prompt import build_input, strip_input
+    from .prompt import build_input, chat_messages, strip_input
     from .tokens import answer_len, prompt_len, stats, tokenizer, truncate_text
-    from .prompt import chat_messages
     from .train import check_model_path  # here, not at the top: train imports this module
     check_model_path(cfg)
     tok = tokenizer(cfg.model.name_or_path)

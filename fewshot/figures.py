@@ -33,7 +33,7 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
     measured = [int(n) for n in df["train_rows"].unique() if n > 0]
     x_max = max(measured, default=1)
     if need:
-        x_max = min(max(max(need), x_max), 100 * x_max)
+        x_max = min(max(max(need), x_max), 25 * x_max)  # curve.FAR: no line past what the data can say
     styles = {METHOD_NAMES["llm_zero_shot"]: ":", METHOD_NAMES["llm_zero_shot_constrained"]: "--"}
     for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "macro_f1", "Macro-F1")):
         for method, g in df.groupby("method"):

@@ -62,5 +62,5 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_hash_changes_with_a_value():
     a = load_config("configs/demo.yaml")
-    b = load_config("configs/demo.yaml", ["train.learning_rate=0.002"])
+    b = load_config("configs/demo.yaml", ["train.learning_rate=0.003"])  # the demo runs 0.002
     assert a.hash("data") == b.hash("data") and a.hash("train") != b.hash("train")
