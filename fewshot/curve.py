@@ -290,7 +290,8 @@ def headline(res: dict) -> str:
             elif r["rows"] > FAR * largest[m]:
                 parts.append(f"{r['target']:.0%}: beyond {FAR}x the largest size measured: not enough data to say")
             else:
-                ci = f" [{r['low'] or '?'}–{r['high'] if r['high'] else '∞'}]"
+                far = not r["high"] or r["high"] > FAR * largest[m]
+                ci = f" [{r['low'] or '?'}–{'∞' if far else r['high']}]"
                 parts.append(f"{r['target']:.0%}: ~{r['rows']} rows{ci}" + (" (extrapolated)" if r["extrapolated"] else ""))
         lines.append(f"- **{name(m)}**: " + "; ".join(parts))
     for f in res["fits"]:
