@@ -9,13 +9,12 @@ from pathlib import Path
 
 
 def start(cmd: list[str], log_path: str | os.PathLike, env: dict | None = None,
-          cwd: str | None = None, hide: tuple | list = (), pass_fds: tuple = ()) -> subprocess.Popen:
+          cwd: str | None = None, pass_fds: tuple = ()) -> subprocess.Popen:
     """Start cmd in a new session (its own process group) with stdout+stderr appended to a log;
-    the strings in `hide` (keys) are masked in the logged command line."""
+    pass_fds: descriptors the child inherits (a run's lock)."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab", buffering=0)
-    shown = " ".join("***" if a in hide else a for a in cmd)
-    log.write(f"\n$ {shown}\n".encode())
+    log.write(f"\n$ {' '.join(cmd)}\n".encode())
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=cwd, start_new_session=True, pass_fds=tuple(pass_fds))

@@ -58,13 +58,15 @@ def new_api_key() -> str:
 
 class VLLMServer:
     """Context manager: `with VLLMServer(cmd, port, log, api_key=key) as url:` yields the /v1 base
-    URL. With a key the server answers only requests that carry it (vLLM's --api-key); the key is
-    masked in the logged command line."""
+    URL. With a key the server answers only requests that carry it. The key goes to vLLM through
+    its environment (VLLM_API_KEY, what --api-key defaults to), never the command line: another
+    user on the box can read a process's arguments (ps), not its environment, and the logged
+    command line stays free of it (a key starting with '-' would also break argument parsing)."""
 
     def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0,
                  api_key: str | None = None):
         self.api_key = api_key
-        self.cmd = list(cmd) + (["--api-key", api_key] if api_key else [])
+        self.cmd = list(cmd)
         self.port, self.log_path, self.start_timeout = port, Path(log_path), start_timeout
         self.proc = None
 
@@ -77,8 +79,9 @@ class VLLMServer:
             raise ServerError(f"port {self.port} on {HOST} is already in use; pick another (eval.port) or 0 for a "
                               f"free one")
         self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
-        self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1"),
-                                hide=[self.api_key] if self.api_key else ())
+        key = {"VLLM_API_KEY": self.api_key} if self.api_key else {}
+        self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
+                                                                             **key))
         try:
             self._wait_ready()
         except BaseException:

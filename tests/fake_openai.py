@@ -3,7 +3,8 @@
     python tests/fake_openai.py PORT MODE [N]
 MODE: good (answers the first listed category), garbage, flaky (every other request is a 500),
 slow (sleeps 30 s), never_ready (/health is 503), die_after (exits after N answers).
-With FAKE_REQUESTS=path, every chat request body is appended there (one JSON line each)."""
+With FAKE_REQUESTS=path, every chat request body is appended there (one JSON line each); with
+VLLM_API_KEY set, requests without that bearer key get 401, as from vLLM."""
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
-KEY = sys.argv[sys.argv.index("--api-key") + 1] if "--api-key" in sys.argv else None  # as vLLM's --api-key
+KEY = os.environ.get("VLLM_API_KEY")  # as vLLM: only requests that carry this key are answered
 state = {"answers": 0, "requests": 0}
 lock = threading.Lock()
 
