@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .curve import FAR
 from .results import METHOD_NAMES, SEED_PUBLISHED, ZERO_SHOT_METHODS
 
 COLORS = {"LLM + LoRA": "#d62728", "LLM in-context": "#e377c2", "LLM zero-shot (free answer)": "#7f7f7f",
@@ -33,7 +34,7 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
     measured = [int(n) for n in df["train_rows"].unique() if n > 0]
     x_max = max(measured, default=1)
     if need:
-        x_max = min(max(max(need), x_max), 25 * x_max)  # curve.FAR: no line past what the data can say
+        x_max = min(max(max(need), x_max), FAR * x_max)  # no line past where the headline stops
     styles = {METHOD_NAMES["llm_zero_shot"]: ":", METHOD_NAMES["llm_zero_shot_constrained"]: "--"}
     for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "macro_f1", "Macro-F1")):
         for method, g in df.groupby("method"):

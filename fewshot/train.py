@@ -7,6 +7,7 @@ resumes from its last checkpoint, and Ctrl-C or `kill` stops the trainer's proce
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -37,22 +38,24 @@ def check_model_path(cfg: Config) -> None:
 def device_and_precision(cfg: Config) -> tuple[str, str]:
     t = cfg.train
     device = t.device if t.device != "auto" else ("cuda" if has_gpu() else "cpu")
-    # auto: bf16 on a GPU and on a CPU with native bf16 (AVX-512 BF16 / AMX); fp32 on other CPUs,
-    # where bf16 is emulated (measured on AVX2: one optimizer step took minutes against 13 s in fp32)
-    if t.precision != "auto":
-        return device, t.precision
-    return device, "bf16" if device == "cuda" or cpu_has_native_bf16() else "fp32"
+    return device, precision_on(cfg, device)
+
+
+def precision_on(cfg: Config, device: str) -> str:
+    """train.precision, with auto resolved: bf16 on a GPU and on a CPU with native bf16 (AVX-512
+    BF16 / AMX); fp32 on other CPUs, where bf16 is emulated (measured on AVX2: one optimizer step
+    took minutes against 13 s in fp32)."""
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    return "bf16" if device == "cuda" or cpu_has_native_bf16() else "fp32"
 
 
 def cpu_serving_dtype(cfg: Config) -> str:
-    """The CPU vLLM server's --dtype: the training precision's (bf16 where the CPU has it natively,
+    """The CPU vLLM server's --dtype: the training precision's on this CPU (bf16 where native,
     float32 otherwise); FEWSHOT_CPU_DTYPE overrides."""
-    import os
     if os.environ.get("FEWSHOT_CPU_DTYPE"):
         return os.environ["FEWSHOT_CPU_DTYPE"]
-    t = cfg.train
-    precision = t.precision if t.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
-    return "bfloat16" if precision == "bf16" else "float32"
+    return "bfloat16" if precision_on(cfg, "cpu") == "bf16" else "float32"
 
 
 def epochs_for(cfg: Config, size: int) -> float:
@@ -237,8 +240,6 @@ def _attempt(cfg: Config, name: str, size: int, seed: int, sha: str, gpu: str | 
 def gpu_slots(cfg: Config) -> list[str]:
     """The cards to spread runs over: every visible one (train.gpus limits), unless one run spans
     several through LLaMA-Factory's own launcher (FORCE_TORCHRUN) or there is no GPU."""
-    import os
-
     from .schedule import visible_gpus
     if device_and_precision(cfg)[0] != "cuda" or os.environ.get("FORCE_TORCHRUN", "0") not in ("0", ""):
         return []
