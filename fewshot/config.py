@@ -96,6 +96,17 @@ class EvalConfig:
     bootstrap: int = 1000
 
 
+# SetFit's classification head: scikit-learn LogisticRegression parameters. "setfit" is SetFit's own
+# default (C=1, unweighted), which on imbalanced labels predicts mostly the large classes;
+# `python -m fewshot sweep setfit_head` compares these on the valid split (README, "Baselines").
+SETFIT_HEADS = {
+    "setfit": {},
+    "balanced": {"class_weight": "balanced", "max_iter": 2000},
+    "C10": {"C": 10.0, "max_iter": 2000},
+    "balanced_C10": {"class_weight": "balanced", "C": 10.0, "max_iter": 2000},
+}
+
+
 @dataclass
 class BaselinesConfig:
     methods: list[str] = field(default_factory=lambda: ["tfidf", "encoder", "setfit"])
@@ -103,6 +114,7 @@ class BaselinesConfig:
     encoder: str = "auto"             # auto = the offline all-MiniLM-L6-v2 package; or a model path/name
     encoder_epochs: float = 10.0
     setfit_iterations: int = 5
+    setfit_head: str = "balanced"  # a name of SETFIT_HEADS, chosen on the valid split (README)
 
 
 @dataclass
@@ -277,3 +289,6 @@ def _validate(cfg: Config, where: str) -> None:
     for m in cfg.baselines.methods:
         if m not in {"tfidf", "encoder", "setfit"}:
             raise ConfigError(f"{where}: unknown baseline method {m!r} in 'baselines.methods'")
+    if cfg.baselines.setfit_head not in SETFIT_HEADS:
+        raise ConfigError(f"{where}: 'baselines.setfit_head' must be one of {sorted(SETFIT_HEADS)}, "
+                          f"got {cfg.baselines.setfit_head!r}")

@@ -172,6 +172,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
             rec.update(status="ok", a=p[0], b=p[1], c=p[2], a_ci95=_ci([q[0] for q in ok]),
                        b_ci95=_ci([q[1] for q in ok]), c_ci95=_ci([q[2] for q in ok]),
                        converged=f"{len(ok)}/{n_boot}", boot=[[round(x, 6) for x in q] for q in ok])
+            rec["falls"] = falls(ns, ys, len(pts[0].gold)) if metric == "accuracy" else None
             out["fits"].append(rec)
             max_n = max(sizes)
             for t in targets:
@@ -184,6 +185,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                     "rows": int(math.ceil(n_star)) if reachable else None,
                     "low": _int(lo), "high": _int(hi), "reachable": reachable,
                     "extrapolated": bool(reachable and n_star > EXTRAPOLATION * max_n),
+                    "below_measured": bool(reachable and n_star < min(sizes)),
                     "ceiling": p[0]})
             out["backtest"].append(backtest(pts, k, metric, boot_rows, seed))
     # crossovers of the LLM against every other method, on each metric
@@ -205,6 +207,19 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                                       "extrapolated": bool(n is not None and n > max(sizes))})
     out["cost"] = cost_table(points, out["labels_needed"])
     return out
+
+
+def falls(ns, ys, n_eval: int) -> dict | None:
+    """A series whose mean at the largest size is below its best size's mean by more than the 95%
+    noise of a difference of two accuracies on n_eval rows: it gets worse with more data, so a
+    (rising) power law cannot describe it and no rows-needed figure is given."""
+    means = {n: float(np.mean([y for m, y in zip(ns, ys) if m == n])) for n in sorted(set(ns))}
+    best_n = max(means, key=means.get)
+    top, last = means[best_n], means[max(means)]
+    noise = 1.96 * math.sqrt(2 * top * (1 - top) / max(n_eval, 1))
+    if top - last <= noise:
+        return None
+    return {"best_rows": best_n, "best": round(top, 3), "largest_rows": max(means), "at_largest": round(last, 3)}
 
 
 def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int) -> dict:
@@ -282,10 +297,19 @@ def headline(res: dict) -> str:
     lines = []
     acc = [r for r in res["labels_needed"] if r["metric"] == "accuracy"]
     largest = {f["method"]: max(f["sizes"]) for f in res["fits"]}
+    fell = {f["method"]: f["falls"] for f in res["fits"] if f["metric"] == "accuracy" and f.get("falls")}
+    smallest = {f["method"]: min(f["sizes"]) for f in res["fits"]}
     for m in dict.fromkeys(r["method"] for r in acc):
+        if m in fell:
+            d = fell[m]
+            lines.append(f"- **{name(m)}**: accuracy falls as rows grow ({d['best']:.2f} at {d['best_rows']} rows, "
+                         f"{d['at_largest']:.2f} at {d['largest_rows']}): not a learning curve, no rows-needed figure")
+            continue
         parts = []
         for r in (x for x in acc if x["method"] == m):
-            if not r["reachable"]:
+            if r.get("below_measured"):
+                parts.append(f"{r['target']:.0%}: already at the smallest size measured ({smallest[m]} rows)")
+            elif not r["reachable"]:
                 parts.append(f"{r['target']:.0%}: not reached (fitted ceiling {r['ceiling']:.2f})")
             elif r["rows"] > FAR * largest[m]:
                 parts.append(f"{r['target']:.0%}: beyond {FAR}x the largest size measured: not enough data to say")
@@ -298,6 +322,10 @@ def headline(res: dict) -> str:
         if f["metric"] == "accuracy" and f["status"] != "ok":
             lines.append(f"- **{name(f['method'])}**: no fit ({f['status']}): not enough data to say")
     for c in (c for c in res["crossovers"] if c["metric"] == "accuracy"):
+        if c["other"] in fell:
+            lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: no crossover to give ({name(c['other'])} "
+                         f"falls as rows grow)")
+            continue
         if c["kind"] == "from the start":
             txt = f"ahead from the smallest size ({c['range'][0]} rows)"
         elif c["kind"] == "never":

@@ -324,8 +324,8 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             with procs.TermAsInterrupt(), server:
                 start = time.time() - t0
                 for run, h in mine:
-                    served = run.name if (run.adapter is not None and (loras or e.mode == "merged")) \
-                        else cfg.model.served_name
+                    # an adapter is served under its run's name (as a LoRA, or as the merged model)
+                    served = run.name if run.adapter is not None else cfg.model.served_name
                     try:
                         _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start)
                     except FewshotError as err:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, write_rows
-from fewshot.baselines import run_all
+from fewshot.baselines import cut_counts, run_all
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import FewshotError
@@ -48,12 +48,19 @@ def test_baseline_beats_chance_and_writes_shared_format(easy_cfg, method, capsys
         assert r["metrics"]["accuracy"] > 0.75, r["metrics"]["accuracy"]  # chance is 0.5
         assert {"macro_f1", "accuracy_ci95", "confusion_matrix"} <= set(r["metrics"])
         assert "git_commit" in r["manifest"]
+        assert r["cut"] == (None if method == "tfidf" else {"max_tokens": 256, "train": 0, "eval": 0})
     assert not (ROOT / "checkpoints").exists()  # nothing written into the working folder
     df = results_table(res)
     assert list(df["seed"]) == [0, 1]
     capsys.readouterr()
     run_all(cfg)  # finished work is skipped
     assert f"{method}_16_s0" not in capsys.readouterr().out
+
+
+def test_encoder_cut_is_counted_not_silent(easy_cfg):
+    cfg = easy_cfg(["encoder"])
+    long = " ".join(["package"] * 300)  # over 256 encoder tokens
+    assert cut_counts(cfg, [long, "a short text"], ["short", long, long]) == {"max_tokens": 256, "train": 1, "eval": 2}
 
 
 def test_bad_encoder_path_is_named(easy_cfg, tmp_path):
@@ -72,3 +79,23 @@ def test_a_method_reruns_only_when_its_own_settings_change(easy_cfg, capsys):
     from fewshot.baselines import method_settings
     assert method_settings(other.baselines, "encoder")["epochs"] == 7.0
     assert method_settings(other.baselines, "setfit")["iters"] == 3
+    heads = {h: method_settings(load_config(cfg.path, [f"baselines.setfit_head={h}"]).baselines, "setfit")["head"]
+             for h in ("setfit", "balanced_C10")}
+    assert heads["setfit"] != heads["balanced_C10"]  # another head reruns SetFit
+
+
+def test_setfit_head_sweep_fits_every_head_on_one_body_on_valid(easy_cfg, tmp_path):
+    """The head choice is made on the valid split; the chosen head is the one SetFit trains with."""
+    from fewshot.config import SETFIT_HEADS
+    from fewshot.fileio import read_json
+    from fewshot.sweep import setfit_heads
+    cfg = easy_cfg(["setfit"], **{"sweep.out_dir": str(tmp_path / "sweep"), "sweep.sizes": [16]})
+    assert setfit_heads(cfg) == 0
+    out = read_json(tmp_path / "sweep" / "setfit_heads.json")
+    assert sorted(r["head"] for r in out["rows"]) == sorted(SETFIT_HEADS) and out["split"] == "valid"
+    assert len({r["body_s"] for r in out["rows"]}) == 1  # one body per size, every head on its embeddings
+    assert all(r["accuracy"] > 0.75 for r in out["rows"]) and out["best"] in SETFIT_HEADS
+    from fewshot.baselines import setfit_model
+    model = setfit_model(["goal team"] * 4 + ["bread soup"] * 4, ["sport"] * 4 + ["food"] * 4, 0, cfg,
+                         SETFIT_HEADS["balanced_C10"])
+    assert (model.model_head.C, model.model_head.class_weight) == (10.0, "balanced")

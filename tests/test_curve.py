@@ -77,3 +77,23 @@ def test_crossover_of_the_llm_and_extrapolation_flag(tmp_path):
     far = next(r for r in res["labels_needed"] if r["method"] == "llm_lora" and r["metric"] == "accuracy"
                and r["target"] == 0.9)
     assert far["reachable"] and far["extrapolated"]  # ~920 rows, past 4 x 128
+
+
+def test_a_series_that_falls_with_more_rows_gets_no_rows_needed_figure(tmp_path):
+    """Seen with SetFit at 100-2000 rows (0.83 -> 0.54): the bounded fit went flat and the headline
+    said '60%: ~1 rows'. A falling series is named as such; a target met below the smallest size
+    measured is said to be met there, not at ~1 row."""
+    from fewshot.curve import headline
+    _write_runs(tmp_path, "setfit", [100, 500, 1000, 2000], seeds=(0,), params=(0.4, -4.3, 0.5))  # 0.83 -> 0.50
+    _write_runs(tmp_path, "llm_lora", [100, 500, 1000, 2000], seeds=(0,), params=(0.95, 0.5, 0.5), seed=1)
+    res = analyse(tmp_path, [0.6, 0.9], n_boot=20)
+    f = next(x for x in res["fits"] if x["method"] == "setfit" and x["metric"] == "accuracy")
+    assert f["falls"]["best_rows"] == 100 and f["falls"]["at_largest"] < f["falls"]["best"] - 0.1
+    assert next(x for x in res["fits"] if x["method"] == "llm_lora" and x["metric"] == "accuracy")["falls"] is None
+    low = next(r for r in res["labels_needed"] if r["method"] == "llm_lora" and r["target"] == 0.6
+               and r["metric"] == "accuracy")
+    assert low["below_measured"]  # 0.95 - 0.5/10 = 0.90 at 100 rows already
+    text = headline(res)
+    assert "SetFit**: accuracy falls as rows grow" in text and "~1 rows" not in text
+    assert "60%: already at the smallest size measured (100 rows)" in text
+    assert "no crossover to give (SetFit falls as rows grow)" in text
