@@ -30,6 +30,7 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
     size, out to where the largest target is reached), the zero-shot points as horizontal lines."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
+    fell = {m for (m, _), f in fits.items() if f.get("falls")}  # gets worse with rows: no curve drawn
     need = [r["rows"] for r in (curves or {}).get("labels_needed", []) if r["reachable"] and r["rows"]]
     measured = [int(n) for n in df["train_rows"].unique() if n > 0]
     x_max = max(measured, default=1)
@@ -48,16 +49,16 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
             agg = g.groupby("train_rows")[metric].agg(["mean", "std", "size"]).reset_index()
             ax.scatter(g["train_rows"], g[metric], color=color, s=12, alpha=0.5)
             seeds = agg["size"].max()
-            ax.plot(agg["train_rows"], agg["mean"], "o", color=color,
-                    label=method + (f" ({seeds} seeds)" if seeds > 1 else ""))
+            key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
+            ax.plot(agg["train_rows"], agg["mean"], "o" + (":" if key in fell else ""), color=color,
+                    label=method + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls: no fit)" if key in fell else ""))
             if method == METHOD_NAMES["llm_icl"] and "k_demos" in g:
                 for n, k in g.groupby("train_rows")["k_demos"].first().items():
                     if pd.notna(k) and k != n:
                         ax.annotate(f"k={int(k)}", (n, agg.set_index("train_rows").loc[n, "mean"]), fontsize=7,
                                     color=color, textcoords="offset points", xytext=(4, -10))
-            key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
             f = fits.get((key, metric))
-            if f:
+            if f and key not in fell:
                 lo_n, hi_n = min(agg["train_rows"]), max(agg["train_rows"])
                 xs = np.geomspace(lo_n, max(hi_n, x_max), 200)
                 ys = f["a"] - f["b"] * xs ** (-f["c"])
