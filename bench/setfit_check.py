@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot import baselines  # noqa: E402
 from fewshot.config import SETFIT_HEADS, load_config  # noqa: E402
 from fewshot.data import load_manifest  # noqa: E402
 from fewshot.runs import eval_file_name, train_file_name  # noqa: E402
+from fewshot.sweep import head_scores  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--config", required=True)
@@ -26,20 +25,17 @@ ap.add_argument("--rows", type=int, required=True)
 ap.add_argument("--bf16", action="store_true")
 a = ap.parse_args()
 cfg = load_config(a.config)
-data, seed = Path(cfg.data.out_dir), cfg.baselines.seeds[0]
+seed = cfg.baselines.seeds[0]
 labels = load_manifest(cfg)["labels"]
-load = lambda name: baselines._texts(json.loads((data / f"{name}.json").read_text(encoding="utf-8")))
-tx, ty = load(train_file_name(a.rows, seed, cfg.data))
-vx, vy = load(eval_file_name("valid"))
+tx, ty = baselines.split_texts(cfg, train_file_name(a.rows, seed, cfg.data))
+vx, vy = baselines.split_texts(cfg, eval_file_name("valid"))
 head = SETFIT_HEADS[cfg.baselines.setfit_head]
 out = []
 
 
 def score(name, model, secs):
-    pred = LogisticRegression(**head).fit(model.encode(tx), ty).predict(model.encode(vx))
     out.append({"setting": name, "rows": a.rows, "split": "valid", "seconds": round(secs, 1),
-                "accuracy": round(accuracy_score(vy, pred), 3),
-                "macro_f1": round(f1_score(vy, pred, labels=labels, average="macro", zero_division=0), 3)})
+                **head_scores(head, model.encode(tx), ty, model.encode(vx), vy, labels)})
     print(out[-1], flush=True)
 
 

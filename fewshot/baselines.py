@@ -47,7 +47,10 @@ def cut_counts(cfg: Config, train_x: list[str], test_x: list[str]) -> dict:
     return {"max_tokens": ENCODER_MAX_TOKENS, "train": over(train_x), "eval": over(test_x)}
 
 
-def _texts(rows: list[dict]) -> tuple[list[str], list[str]]:
+def split_texts(cfg: Config, name: str) -> tuple[list[str], list[str]]:
+    """Texts and labels of one file of the data step (data/<name>.json), the document without the
+    LLM's prompt around it: what every classical method reads."""
+    rows = read_json(Path(cfg.data.out_dir) / f"{name}.json")
     return [strip_input(r["input"]) for r in rows], [r["output"] for r in rows]
 
 
@@ -148,8 +151,7 @@ def run_all(cfg: Config) -> int:
     manifest = load_manifest(cfg)
     data = Path(cfg.data.out_dir)
     split = eval_file_name(cfg.eval.split)
-    eval_rows = json.loads((data / f"{split}.json").read_text(encoding="utf-8"))
-    test_x, golds = _texts(eval_rows)
+    test_x, golds = split_texts(cfg, split)
     labels = manifest["labels"]
     split_sha = manifest["files"][split]["sha256"]
     if "encoder" in b.methods or "setfit" in b.methods:
@@ -168,7 +170,7 @@ def run_all(cfg: Config) -> int:
                 key = {"train": train_sha, "eval": split_sha, "method": method, **method_settings(b, method)}
                 if out.exists() and read_json(out).get("key") == key and paths["preds"].exists():
                     continue
-                train_x, train_y = _texts(json.loads((data / f"{fname}.json").read_text(encoding="utf-8")))
+                train_x, train_y = split_texts(cfg, fname)
                 random.seed(seed)
                 t0 = time.time()
                 preds = METHODS[method](train_x, train_y, test_x, seed, cfg)
@@ -185,7 +187,7 @@ def run_all(cfg: Config) -> int:
                     for i, (p, g) in enumerate(zip(preds, golds))))
                 atomic_write_json(out, {
                     "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
-                    "n_eval": len(eval_rows), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
+                    "n_eval": len(golds), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
                     "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{fname}.json", "key": key,
                     "seconds": round(secs, 1), "train_device": _device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
                     "manifest": man})

@@ -60,32 +60,38 @@ def run(cfg: Config) -> int:
     return rc
 
 
+def head_scores(params: dict, train_emb, train_y, eval_emb, eval_y, labels: list[str]) -> dict:
+    """Fit one SetFit head (LogisticRegression with these parameters) on embeddings, score it with
+    the project's metrics: accuracy and macro-F1, rounded as the sweep tables show them."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .metrics import compute
+    pred = LogisticRegression(**params).fit(train_emb, train_y).predict(eval_emb)
+    m = compute([str(p) for p in pred], eval_y, labels, n_boot=0)
+    return {"accuracy": round(m["accuracy"], 3), "macro_f1": round(m["macro_f1"], 3)}
+
+
 def setfit_heads(cfg: Config) -> int:
     """`python -m fewshot sweep setfit_head`: SetFit's head on the sweep split (valid). One SetFit body
     per sweep size (the first baseline seed), then every head of config.SETFIT_HEADS fitted on
     the same embeddings, so only the head differs. Writes sweep/setfit_heads.json."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from .baselines import _texts, setfit_model
+    from .baselines import setfit_model, split_texts
     from .config import SETFIT_HEADS
     from .data import load_manifest
     from .runs import eval_file_name, train_file_name
     sw, seed = cfg.sweep, cfg.baselines.seeds[0]
-    data, labels = Path(cfg.data.out_dir), load_manifest(cfg)["labels"]
-    vx, vy = _texts(json.loads((data / f"{eval_file_name(sw.split)}.json").read_text(encoding="utf-8")))
+    labels = load_manifest(cfg)["labels"]
+    vx, vy = split_texts(cfg, eval_file_name(sw.split))
     rows = []
     for n in sw.sizes or cfg.data.sizes:
-        tx, ty = _texts(json.loads((data / f"{train_file_name(n, seed, cfg.data)}.json").read_text(encoding="utf-8")))
+        tx, ty = split_texts(cfg, train_file_name(n, seed, cfg.data))
         t0 = time.time()
         model = setfit_model(tx, ty, seed, cfg, head={})
         body_s = round(time.time() - t0, 1)
         etx, evx = model.encode(tx), model.encode(vx)
         for name, params in SETFIT_HEADS.items():
-            pred = LogisticRegression(**params).fit(etx, ty).predict(evx)
             rows.append({"head": name, "rows": n, "seed": seed, "split": sw.split, "body_s": body_s,
-                         "accuracy": round(accuracy_score(vy, pred), 3),
-                         "macro_f1": round(f1_score(vy, pred, labels=labels, average="macro", zero_division=0), 3)})
+                         **head_scores(params, etx, ty, evx, vy, labels)})
             print(f"[sweep] setfit head {name:<14}{n:>6} rows  accuracy {rows[-1]['accuracy']:.3f}  "
                   f"macro-F1 {rows[-1]['macro_f1']:.3f}", flush=True)
     means = {}
@@ -94,5 +100,5 @@ def setfit_heads(cfg: Config) -> int:
     best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
     print(f"[sweep] best SetFit head by mean accuracy on {sw.split}: {best} (config: baselines.setfit_head)")
     atomic_write_json(Path(sw.out_dir) / "setfit_heads.json", {"split": sw.split, "rows": rows, "best": best,
-                                                              "heads": SETFIT_HEADS, "data": str(data)})
+                                                              "heads": SETFIT_HEADS, "data": cfg.data.out_dir})
     return 0
