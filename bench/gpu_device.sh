@@ -9,6 +9,10 @@
 #          (one run per GPU); adapters returned as tars for CPU scoring with eval.sh
 #   multi  the same 4 sizes for 1 epoch on one GPU, then on every GPU (the train step's scheduler)
 #   torchrun  the 2000-row run for 1 epoch through LLaMA-Factory's launcher on every GPU
+#   encprep, then encoder/setfit  a classical baseline at the paper sizes on the GPU (on 2 AVX2
+#          cores each takes over an hour): .gpu/enc1 (datasets/evaluate wheels, data/paper, MiniLM's
+#          small files and first part; .gpu/enc3: SetFit's wheels), then .gpu/enc2 (the second part);
+#          results back as the baselines step's objs files
 #   small/curve/glm  the earlier H100 phases (built-in data, profiler, GLM-4-9B-sized random model)
 # Everything made there lives in /tmp/gpu (the device's tree sync prunes ignored folders between
 # calls); each phase remakes the env folders train.sh expects (.venv, FEWSHOT_TRAIN_ENV) over the
@@ -73,6 +77,20 @@ multi)  # scheduling: the same 4-size sweep (1 epoch) on one GPU, then on every 
 torchrun)  # one 2000-row run (1 epoch) through LLaMA-Factory's launcher on every GPU
   N=$(nvidia-smi -L | grep -c '^GPU ')
   FORCE_TORCHRUN=1 NPROC_PER_NODE=$N run torchrun SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1;data.sizes=[2000]" 300
+  ;;
+encprep)
+  pipt .gpu/enc1/wheels/*.whl $(ls .gpu/enc3/wheels/*.whl 2>/dev/null)
+  mkdir -p $G/minilm && cp -r .gpu/enc1/minilm/. $G/minilm/ && cp .gpu/enc1/minilm.part0 $G/
+  mkdir -p $G/data && cp .gpu/enc1/data/* $G/data/
+  ;;
+encoder|setfit)
+  [ -f $G/minilm/model.safetensors ] || cat $G/minilm.part0 .gpu/enc2/minilm.part1 > $G/minilm/model.safetensors
+  mkdir -p data/paper && cp $G/data/* data/paper/
+  FS="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2;data.source=debian;data.max_tokens=1024"
+  FS="$FS;data.out_dir=data/paper;eval.out_dir=objs/paper;eval.split=test;baselines.encoder_epochs=4;baselines.setfit_iterations=1"
+  FEWSHOT_SET="$FS;baselines.seeds=[0,1,2];baselines.methods=[\"$PHASE\"];baselines.encoder=$G/minilm" \
+    timeout ${LIMIT:-500} $G/env/bin/python -m fewshot baselines --config configs/paper.yaml 2>&1 | grep -v "it/s\]" | tee $R/$PHASE.out
+  tar -cf "$OUT/${PHASE}_objs.tar" objs/paper/${PHASE}_* || true
   ;;
 prep)
   pipt .gpu/wheels/*.whl
