@@ -8,6 +8,7 @@ Output: report/labels_needed.json and a printed table (`python -m fewshot curve 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,10 @@ def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
         gold = np.array([idx[rows[i]["label"]] for i in range(r["n_eval"])])
         sc = r.get("scoring") or {}
         secs = [x for x in (r.get("train_seconds"), r.get("seconds"), sc.get("seconds")) if x]
-        pts.append(Point(r["method"], int(r["train_rows"]), r.get("seed"), pred, gold,
-                         sum(secs) if secs else None, r.get("train_device") or sc.get("device") or "cpu"))
+        train_dev = r.get("train_device") or sc.get("device") or "cpu"
+        score_dev = sc.get("device") or train_dev  # the LLM may train on a GPU and be scored on a CPU
+        pts.append(Point(r["method"], int(r["train_rows"]), r.get("seed"), pred, gold, sum(secs) if secs else None,
+                         train_dev if score_dev == train_dev else f"{train_dev} train + {score_dev} score"))
     return pts, labels
 
 
@@ -340,7 +343,7 @@ def headline(res: dict) -> str:
     if common:  # the highest target that at least two methods reach inside the measured range
         t = max(common)
         lines.append(f"- Compute to reach {t:.0%} accuracy (train + score, one run): " + "; ".join(
-            f"{name(c['method'])} ~{_dur(c['seconds'])} {c['device'].upper()} ({c['rows']} rows)"
+            f"{name(c['method'])} ~{_dur(c['seconds'])} {re.sub('[cg]pu', lambda m: m[0].upper(), c['device'])} ({c['rows']} rows)"
             for c in costs if c["target"] == t and (c["method"], t) in inside))
     return "\n".join(lines) if lines else "Not enough runs in objs/ to fit a learning curve."
 

@@ -97,3 +97,19 @@ def test_a_series_that_falls_with_more_rows_gets_no_rows_needed_figure(tmp_path)
     assert "SetFit**: accuracy falls as rows grow" in text and "~1 rows" not in text
     assert "60%: already at the smallest size measured (100 rows)" in text
     assert "no crossover to give (SetFit falls as rows grow)" in text
+
+
+def test_compute_line_names_where_each_part_ran(tmp_path):
+    """The paper-size LLM trains on a GPU and is scored on a CPU: its cost line says both, where a
+    first version called all of it GPU time."""
+    from fewshot.curve import headline
+    _write_runs(tmp_path, "llm_lora", [16, 32, 64, 128], seeds=(0,), params=(0.95, 3.0, 0.6), seed=1)
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128], seeds=(0,), params=(0.95, 3.0, 0.6), seed=2)
+    for p in tmp_path.glob("llm_lora_*.json"):
+        r = json.loads(p.read_text())
+        r.update(train_device="gpu", scoring={"device": "cpu", "seconds": 5.0})
+        atomic_write_json(p, r)
+    line = next(x for x in headline(analyse(tmp_path, [0.6], n_boot=10)).splitlines() if x.startswith("- Compute"))
+    assert "LLM + LoRA ~" in line and "GPU train + CPU score (" in line
+    tfidf_part = next(x for x in line.split("; ") if "TF-IDF" in x)
+    assert " CPU (" in tfidf_part and "GPU" not in tfidf_part
