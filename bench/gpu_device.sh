@@ -86,7 +86,7 @@ encprep)
 encoder|setfit)
   [ -f $G/minilm/model.safetensors ] || cat $G/minilm.part0 .gpu/enc2/minilm.part1 > $G/minilm/model.safetensors
   mkdir -p data/paper && cp $G/data/* data/paper/
-  FS="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2;data.source=debian;data.max_tokens=1024"
+  FS="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2$REAL"
   FS="$FS;data.out_dir=data/paper;eval.out_dir=objs/paper;eval.split=test;baselines.encoder_epochs=4;baselines.setfit_iterations=1"
   FEWSHOT_SET="$FS;baselines.seeds=[0,1,2];baselines.methods=[\"$PHASE\"];baselines.encoder=$G/minilm" \
     timeout ${LIMIT:-500} $G/env/bin/python -m fewshot baselines --config configs/paper.yaml 2>&1 | grep -v "it/s\]" | tee $R/$PHASE.out
