@@ -8,7 +8,7 @@ import sys
 from .config import load_config
 from .errors import FewshotError
 
-STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench")
+STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="train/eval: only these run names (repeatable)")
     ap.add_argument("--shard", metavar="I/N", help="train/eval: every N-th run from the I-th (0-based), to spread "
                     "one study over N jobs that share the project folder (e.g. a Slurm array)")
+    ap.add_argument("--objs", action="append", default=[], metavar="DIR",
+                    help="curve-bench: also score the study's own curves in this objs/ folder (repeatable)")
+    ap.add_argument("--lcdb", help="curve-bench: the LCDB sdist (default bench/lcdb/lcdb-0.1.0.tar.gz)")
+    ap.add_argument("--max-curves", type=int, default=None, help="curve-bench: LCDB curves per half (default all)")
+    ap.add_argument("--boot", type=int, default=20, help="curve-bench: bootstrap draws per interval")
+    ap.add_argument("--out", default="bench/results", help="curve-bench: where its table goes")
+    ap.add_argument("--write-calibration", action="store_true",
+                    help="curve-bench: also replace fewshot/curve_calibration.json, which the curve step reads")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -54,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "report":
             from .report import render
             return render(cfg, args.overrides)
+        if args.step == "curve-bench":
+            from .curve_bench import run as curve_bench_run
+            return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,
+                                   args.write_calibration)
         if args.step == "bench":
             from .bench import run as bench_run
             return bench_run(cfg, args.name)
