@@ -1,84 +1,62 @@
-"""How many labelled rows each method needs: learning curves fitted with the inverse power law
-acc(n) = a - b * n^(-c) (Figueroa et al., BMC Med Inform Decis Mak 12:8, 2012: weighted non-linear
-least squares, larger sizes weighted more), with bootstrap intervals, targets, crossovers, cost,
-and a backtest that says whether to trust the extrapolation.
+"""How many labelled rows each method needs: learning curves fitted by the estimator that the
+curve benchmark chose (curve_models, curve_bench), with bootstrap intervals over evaluation rows
+and training seeds, widened by the family error the benchmark measured; targets, crossovers,
+which method is ahead at each measured size, cost, and a backtest.
+
+Every answer carries its extrapolation ratio (rows / largest measured) and what the benchmark
+measured at that ratio on real learning curves; where 10% of such answers were off by more than
+TRUST_P90 (or the ratio is past anything benchmarked), it says "not enough data to say".
 
 Input: every scored run in objs/ with its per-row predictions (objs/<run>/predictions.jsonl).
 Output: report/labels_needed.json and a printed table (`python -m fewshot curve --config ...`)."""
 from __future__ import annotations
 
+import json
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import curve_models as cm
 from .fileio import atomic_write_json, read_jsonl
 from .results import METHOD_NAMES, load_results
 
 METRICS = ("accuracy", "macro_f1")
-CURVE_METHODS = ("llm_lora", "llm_icl", "tfidf", "encoder", "setfit")
+ICL_METHODS = ("llm_icl", "llm_icl_constrained")  # placed at k, the demonstrations shown
+CURVE_METHODS = ("llm_lora", *ICL_METHODS, "tfidf", "encoder", "setfit")
 LLM = "llm_lora"
-EXTRAPOLATION = 4.0   # past this multiple of the largest measured size, an answer is marked extrapolated
-MIN_SIZES = 3
-BEYOND = math.log(1e12)  # more rows than any labelled set: counted as not reached
+INTERVAL = 0.90       # every interval of this step: the coverage the benchmark calibrates
+TRUST_P90 = 0.05      # an answer needs 90% of benchmarked answers at its ratio within this
+MIN_SIZES = cm.MIN_SIZES
+CALIBRATION = Path(__file__).with_name("curve_calibration.json")
 
 
-def power_law(n, a, b, c):
-    return a - b * np.power(n, -c)
+def load_calibration(path: Path = CALIBRATION) -> dict:
+    """The benchmark's verdict (rule, and per ratio the widening and errors); without the file the
+    default rule, no widening, and every extrapolated answer 'not benchmarked'."""
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"rule": cm.DEFAULT_RULE, "ratios": {}, "source": "no benchmark (fewshot/curve_calibration.json missing)"}
 
 
-def fit(ns, ys, start=None) -> tuple[float, float, float] | None:
-    """Bounded weighted least squares (0<=a<=1, b>=0, c>0); weight of a point grows with its n
-    (sigma ~ 1/sqrt(n)). None when there are fewer than 3 distinct sizes or it does not converge.
-    A few starts (the surface is flat along the b-c ridge), or one: `start`, e.g. the fit that a
-    bootstrap resample perturbs."""
-    from scipy.optimize import curve_fit
-    ns, ys = np.asarray(ns, float), np.asarray(ys, float)
-    if len(np.unique(ns)) < MIN_SIZES:
-        return None
-    best = None
-    starts = [start] if start is not None else [
-        [min(1.0, ys.max() + 0.05), max(1e-3, (ys.max() + 0.05 - ys.min()) * ns.min() ** c0), c0]
-        for c0 in (0.3, 0.7, 1.5)]
-    for p0 in starts:
-        p0 = [min(1.0, max(0.0, p0[0])), max(0.0, p0[1]), min(5.0, max(1e-3, p0[2]))]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                p, _ = curve_fit(power_law, ns, ys, p0=p0, sigma=1 / np.sqrt(ns / ns.max()),
-                                 bounds=([0, 0, 1e-3], [1, np.inf, 5]), maxfev=2000)
-        except (RuntimeError, ValueError):
-            continue
-        sse = float(np.sum((power_law(ns, *p) - ys) ** 2 * ns / ns.max()))
-        if best is None or sse < best[0]:
-            best = (sse, tuple(float(x) for x in p))
-    return best[1] if best else None
+def trust_at(cal: dict, ratio: float) -> dict | None:
+    """The benchmark's row for an answer `ratio` times the largest measured size: the smallest
+    benchmarked ratio at or past it (an answer inside the data is judged by the smallest one);
+    None past every benchmarked ratio."""
+    rows = sorted((float(r), v) for r, v in cal.get("ratios", {}).items())
+    for r, v in rows:
+        if ratio <= r:
+            return {"ratio": r, **v}
+    return None
 
 
-def rows_needed(p, target: float) -> float:
-    """Smallest n with fitted metric >= target; inf when the target is at or above the ceiling a."""
-    a, b, c = p
-    if target >= a:
-        return math.inf
-    if b <= 0:
-        return 1.0
-    log_n = -math.log((a - target) / b) / c  # in logs: a flat fit (tiny c) needs astronomically many rows
-    return math.inf if log_n > BEYOND else max(1.0, math.exp(log_n))
-
-
-def crossover(p_llm, p_other, lo: float, hi: float) -> tuple[str, float | None]:
-    """('from the start'|'at'|'never', n): where the LLM's curve first rises above the other's in [lo, hi]."""
-    grid = np.geomspace(lo, hi, 400)
-    diff = power_law(grid, *p_llm) - power_law(grid, *p_other)
-    if diff[0] > 0:
-        return "from the start", float(lo)
-    above = np.nonzero(diff > 0)[0]
-    if not len(above):
-        return "never", None
-    return "at", float(grid[above[0]])
+def widen_at(cal: dict, ratio: float) -> float:
+    if ratio <= 1:
+        return 0.0  # inside the measured sizes the bootstrap sees the data itself
+    t = trust_at(cal, ratio)
+    return t["widen"] if t else 0.0
 
 
 # ---------------------------------------------------------------- the runs, as per-row outcomes
@@ -110,7 +88,10 @@ def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
         secs = [x for x in (r.get("train_seconds"), r.get("seconds"), sc.get("seconds")) if x]
         train_dev = r.get("train_device") or sc.get("device") or "cpu"
         score_dev = sc.get("device") or train_dev  # the LLM may train on a GPU and be scored on a CPU
-        pts.append(Point(r["method"], int(r["train_rows"]), r.get("seed"), pred, gold, sum(secs) if secs else None,
+        n = int(r["train_rows"])
+        if r["method"] in ICL_METHODS:  # a point is what the model was shown, not the subset it came from
+            n = int((r.get("icl") or {}).get("k") or n)
+        pts.append(Point(r["method"], n, r.get("seed"), pred, gold, sum(secs) if secs else None,
                          train_dev if score_dev == train_dev else f"{train_dev} train + {score_dev} score"))
     return pts, labels
 
@@ -143,7 +124,10 @@ def _series(points: list[Point], k: int, metric: str, rows_idx=None, rng=None):
 
 # ---------------------------------------------------------------- the analysis
 
-def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0) -> dict:
+def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
+            calibration: dict | None = None) -> dict:
+    cal = calibration or load_calibration()
+    rule = cal["rule"]
     points, labels = load_points(objs_dir)
     k = len(labels)
     methods = [m for m in CURVE_METHODS if any(p.method == m for p in points)]
@@ -151,64 +135,126 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
     n_eval = len(points[0].gold) if points else 0
     rng = np.random.default_rng(seed)
     boot_rows = [rng.integers(0, n_eval, n_eval) for _ in range(n_boot)]  # shared: paired across methods
-    out = {"targets": targets, "bootstrap": n_boot, "fits": [], "labels_needed": [], "crossovers": [],
-           "backtest": [], "cost": []}
+    out = {"targets": targets, "bootstrap": n_boot, "interval": INTERVAL, "rule": rule,
+           "benchmark": {"source": cal.get("source"), "ratios": cal.get("ratios", {})}, "trust_p90": TRUST_P90,
+           "fits": [], "labels_needed": [], "crossovers": [], "comparisons": [], "backtest": [], "cost": [],
+           "seeds": {m: _seeds(by_m[m]) for m in methods}}
     fits, boots = {}, {}
     for metric in METRICS:
         for m in methods:
             pts = by_m[m]
             ns, ys = _series(pts, k, metric)
             sizes = sorted(set(ns))
-            p = fit(ns, ys)
-            rec = {"method": m, "metric": metric, "sizes": sizes, "points": len(ns)}
-            if p is None:
+            curve = cm.fit_curve(ns, ys, rule)
+            rec = {"method": m, "metric": metric, "sizes": sizes, "points": len(ns), "seeds": _seeds(pts)}
+            if curve is None:
                 rec["status"] = (f"not enough sizes ({len(sizes)} < {MIN_SIZES})" if len(sizes) < MIN_SIZES
                                  else "fit did not converge")
                 out["fits"].append(rec)
                 continue
-            bs = []
-            for i in range(n_boot):
-                q = fit(*_series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)), start=p)
-                bs.append(q)
-            fits[(m, metric)], boots[(m, metric)] = p, bs
+            bs = [cm.fit_curve(*_series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)), rule,
+                               start=curve) for i in range(n_boot)]
+            fits[(m, metric)], boots[(m, metric)] = curve, bs
             ok = [q for q in bs if q is not None]
-            rec.update(status="ok", a=p[0], b=p[1], c=p[2], a_ci95=_ci([q[0] for q in ok]),
-                       b_ci95=_ci([q[1] for q in ok]), c_ci95=_ci([q[2] for q in ok]),
-                       converged=f"{len(ok)}/{n_boot}", boot=[[round(x, 6) for x in q] for q in ok])
+            max_n = max(sizes)
+            rec.update(status="ok", rule=rule, params=curve.params(), ceiling=curve.ceiling,
+                       ceiling_interval=_ci([q.ceiling for q in ok]), converged=f"{len(ok)}/{n_boot}",
+                       line=_line(curve, ok, min(sizes), max_n, cal))
             rec["falls"] = falls(ns, ys, len(pts[0].gold)) if metric == "accuracy" else None
             out["fits"].append(rec)
-            max_n = max(sizes)
             for t in targets:
-                n_star = rows_needed(p, t)
-                draws = [rows_needed(q, t) if q else math.inf for q in bs]
-                lo, hi = _ci(draws)
-                reachable = math.isfinite(n_star)
-                out["labels_needed"].append({
-                    "method": m, "metric": metric, "target": t,
-                    "rows": int(math.ceil(n_star)) if reachable else None,
-                    "low": _int(lo), "high": _int(hi), "reachable": reachable,
-                    "extrapolated": bool(reachable and n_star > EXTRAPOLATION * max_n),
-                    "below_measured": bool(reachable and n_star < min(sizes)),
-                    "ceiling": p[0]})
-            out["backtest"].append(backtest(pts, k, metric, boot_rows, seed))
-    # crossovers of the LLM against every other method, on each metric
-    for metric in METRICS:
+                out["labels_needed"].append(_needed(m, metric, t, curve, bs, sizes, cal))
+            out["backtest"].append(backtest(pts, k, metric, boot_rows, seed, cal))
+    for metric in METRICS:  # the LLM against every other method: where its curve crosses theirs
         if (LLM, metric) not in fits:
             continue
         for m in methods:
             if m == LLM or (m, metric) not in fits:
                 continue
             sizes = sorted({p.n for p in by_m[LLM]} | {p.n for p in by_m[m]})
-            lo_n, hi_n = min(sizes), EXTRAPOLATION * max(sizes)
-            kind, n = crossover(fits[(LLM, metric)], fits[(m, metric)], lo_n, hi_n)
-            draws = [crossover(a, b, lo_n, hi_n) for a, b in zip(boots[(LLM, metric)], boots[(m, metric)]) if a and b]
-            ns = [x[1] if x[0] != "never" else math.inf for x in draws]
-            lo, hi = _ci(ns) if ns else (None, None)
+            top = max(float(r) for r in cal["ratios"]) if cal.get("ratios") else 1.0
+            lo_n, hi_n = min(sizes), top * max(sizes)
+            kind, n = cm.crossover(fits[(LLM, metric)], fits[(m, metric)], lo_n, hi_n)
+            draws = [cm.crossover(a, b, lo_n, hi_n) for a, b in zip(boots[(LLM, metric)], boots[(m, metric)]) if a and b]
+            lo, hi = _ci([x[1] if x[0] != "never" else math.inf for x in draws]) if draws else (None, None)
+            ratio = n / max(sizes) if n else None
             out["crossovers"].append({"metric": metric, "llm": LLM, "other": m, "kind": kind,
                                       "rows": _int(n), "low": _int(lo), "high": _int(hi),
-                                      "range": [int(lo_n), int(hi_n)],
-                                      "extrapolated": bool(n is not None and n > max(sizes))})
+                                      "range": [int(lo_n), int(hi_n)], "ratio": ratio,
+                                      "extrapolated": bool(n is not None and n > max(sizes)),
+                                      "trust": trust_at(cal, ratio) if ratio else None})
+    out["comparisons"] = compare(by_m, k, boot_rows, seed)
     out["cost"] = cost_table(points, out["labels_needed"])
+    out["icl"] = [{"rows": r["train_rows"], "seed": r.get("seed"), **{k: r["icl"].get(k) for k in (
+        "k", "budget", "tokens", "budget_sets_k", "same_for")}}
+        for r in load_results(objs_dir) if r["method"] == "llm_icl" and r.get("icl")]
+    return out
+
+
+def _seeds(pts: list[Point]) -> int:
+    """Training seeds behind a method's points: the fewest at any one size."""
+    per: dict[int, set] = {}
+    for p in pts:
+        per.setdefault(p.n, set()).add(p.seed)
+    return min((len(v) for v in per.values()), default=0)
+
+
+def _line(curve, boots, lo_n: float, max_n: float, cal: dict) -> dict:
+    """The fitted curve and its interval on a grid, out to the farthest benchmarked ratio: what the
+    figure draws (past the largest size the band is widened as the benchmark says)."""
+    top = max([float(r) for r in cal.get("ratios", {})] or [1.0])
+    xs = np.geomspace(lo_n, top * max_n, 80)
+    ys = curve(xs)
+    if boots:
+        band = np.array([q(xs) for q in boots])
+        lo, hi = np.percentile(band, [50 * (1 - INTERVAL), 100 - 50 * (1 - INTERVAL)], axis=0)
+        w = np.array([widen_at(cal, x / max_n) for x in xs])
+        lo, hi = lo - w, hi + w
+    else:
+        lo = hi = ys
+    r = lambda v: [round(float(x), 5) for x in v]
+    return {"x": r(xs), "y": r(ys), "low": r(lo), "high": r(hi), "largest": max_n}
+
+
+def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> dict:
+    """Rows to reach target t, its interval (bootstrap, widened by the benchmark's family error at
+    the answer's ratio) and how far to trust it."""
+    max_n = max(sizes)
+    n_star = cm.rows_needed(curve, t)
+    reachable = math.isfinite(n_star)
+    ratio = n_star / max_n if reachable else None
+    w = widen_at(cal, ratio) if reachable else 0.0
+    lo = _ci([cm.rows_needed(q, t - w) if q else math.inf for q in boots])[0]
+    hi = _ci([cm.rows_needed(q, t + w) if q else math.inf for q in boots])[1]
+    trust = trust_at(cal, ratio) if reachable else None
+    return {"method": m, "metric": metric, "target": t,
+            "rows": int(math.ceil(n_star)) if reachable else None, "low": _int(lo), "high": _int(hi),
+            "reachable": reachable, "ratio": ratio, "extrapolated": bool(reachable and n_star > max_n),
+            "below_measured": bool(reachable and n_star < min(sizes)), "ceiling": curve.ceiling,
+            "trust": trust, "enough_data": bool(trust and trust["p90_abs"] <= TRUST_P90)}
+
+
+def compare(by_m: dict, k: int, boot_rows, seed: int) -> list[dict]:
+    """At every size where the LLM and another method were both measured: each one's mean accuracy
+    with its interval (rows and seeds resampled). Overlapping intervals: 'level', else who is ahead."""
+    out = []
+    if LLM not in by_m:
+        return out
+    llm_sizes = {p.n for p in by_m[LLM]}
+    for m, pts in by_m.items():
+        if m == LLM or m in ICL_METHODS:
+            continue
+        for n in sorted(llm_sizes & {p.n for p in pts}):
+            est = {}
+            for who, group in ((LLM, [p for p in by_m[LLM] if p.n == n]), (m, [p for p in pts if p.n == n])):
+                mean = float(np.mean(_series(group, k, "accuracy")[1]))
+                draws = [float(np.mean(_series(group, k, "accuracy", rows, np.random.default_rng(seed + 7 + i))[1]))
+                         for i, rows in enumerate(boot_rows)]
+                est[who] = (mean, *_ci(draws)) if draws else (mean, mean, mean)
+            (a, alo, ahi), (b, blo, bhi) = est[LLM], est[m]
+            verdict = "level" if alo <= bhi and blo <= ahi else ("ahead" if a > b else "behind")
+            out.append({"other": m, "rows": n, "llm": a, "llm_interval": [alo, ahi], "other_acc": b,
+                        "other_interval": [blo, bhi], "llm_is": verdict})
     return out
 
 
@@ -225,24 +271,28 @@ def falls(ns, ys, n_eval: int) -> dict | None:
     return {"best_rows": best_n, "best": round(top, 3), "largest_rows": max(means), "at_largest": round(last, 3)}
 
 
-def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int) -> dict:
-    """Refit without the largest size and predict it: error, and whether the interval covered it."""
+def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, cal: dict) -> dict:
+    """Refit without the largest size and predict it: error, and whether the (widened) interval covered it."""
     m = pts[0].method
     largest = max(p.n for p in pts)
     rest = [p for p in pts if p.n != largest]
     rec = {"method": m, "metric": metric, "held_out": largest}
-    p = fit(*_series(rest, k, metric))
-    if p is None:
+    curve = cm.fit_curve(*_series(rest, k, metric), cal["rule"])
+    if curve is None:
         rec["status"] = f"not enough sizes below {largest} ({len({q.n for q in rest})} < {MIN_SIZES})"
         return rec
     measured = float(np.mean(_series([q for q in pts if q.n == largest], k, metric)[1]))
-    predicted = float(power_law(largest, *p))
+    predicted = float(curve(largest))
     draws = []
     for i, rows in enumerate(boot_rows):
-        q = fit(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)), start=p)
+        q = cm.fit_curve(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)), cal["rule"],
+                         start=curve)
         if q is not None:
-            draws.append(float(power_law(largest, *q)))
+            draws.append(float(q(largest)))
     lo, hi = _ci(draws)
+    w = widen_at(cal, largest / max(q.n for q in rest))
+    if lo is not None:
+        lo, hi = lo - w, hi + w
     rec.update(status="ok", predicted=predicted, measured=measured, error=predicted - measured, low=lo, high=hi,
                covered=bool(lo is not None and lo <= measured <= hi))
     return rec
@@ -270,12 +320,12 @@ def cost_table(points: list[Point], needed: list[dict]) -> list[dict]:
 
 
 def _ci(xs):
-    """Percentile 95% interval; an infinite draw (target not reached) makes an unbounded end."""
+    """Percentile interval (INTERVAL); an infinite draw (target not reached) makes an unbounded end."""
     xs = np.array([x for x in xs if x is not None], float)
     if not len(xs):
         return None, None
     big = 1e15
-    lo, hi = np.percentile(np.minimum(xs, big), [2.5, 97.5])
+    lo, hi = np.percentile(np.minimum(xs, big), [50 * (1 - INTERVAL), 100 - 50 * (1 - INTERVAL)])
     return (math.inf if lo >= big else float(lo)), (math.inf if hi >= big else float(hi))
 
 
@@ -291,18 +341,31 @@ def name(m: str) -> str:
     return METHOD_NAMES.get(m, m)
 
 
-FAR = 25  # past this multiple of the largest measured size, the headline gives no number
+def _trust_words(r: dict) -> str:
+    """Why an answer is or is not given: the benchmark's error at its ratio."""
+    t = r.get("trust")
+    if not t:
+        top = max((float(x) for x in r.get("_ratios", [])), default=None)
+        return "past every ratio benchmarked" + (f" ({top:g}x)" if top else "")
+    return f"LCDB at {t['ratio']:g}x: 90% of {t['curves']} curves within {t['p90_abs']:.3f}"
+
+
+def _sizes(ns: list[int]) -> str:
+    return ", ".join(str(n) for n in ns)
 
 
 def headline(res: dict) -> str:
-    """A short paragraph from the numbers: rows needed per target, crossovers, cost. Answers far
-    past the measured sizes are said to be out of reach of the data, not given as numbers."""
+    """The answer in short lines, generated from the numbers: rows needed per target with how far
+    to trust each, crossovers, who is ahead at each measured size, cost. An answer whose
+    benchmarked error is too large says "not enough data to say" instead of a number."""
     lines = []
-    acc = [r for r in res["labels_needed"] if r["metric"] == "accuracy"]
-    largest = {f["method"]: max(f["sizes"]) for f in res["fits"]}
+    ratios = list(res.get("benchmark", {}).get("ratios", {}))
+    acc = [dict(r, _ratios=ratios) for r in res["labels_needed"] if r["metric"] == "accuracy"]
     fell = {f["method"]: f["falls"] for f in res["fits"] if f["metric"] == "accuracy" and f.get("falls")}
     smallest = {f["method"]: min(f["sizes"]) for f in res["fits"]}
+    seeds = res.get("seeds", {})
     for m in dict.fromkeys(r["method"] for r in acc):
+        one_seed = " _(one training seed: intervals cover test-row noise only)_" if seeds.get(m) == 1 else ""
         if m in fell:
             d = fell[m]
             lines.append(f"- **{name(m)}**: accuracy falls as rows grow ({d['best']:.2f} at {d['best_rows']} rows, "
@@ -314,29 +377,35 @@ def headline(res: dict) -> str:
                 parts.append(f"{r['target']:.0%}: already at the smallest size measured ({smallest[m]} rows)")
             elif not r["reachable"]:
                 parts.append(f"{r['target']:.0%}: not reached (fitted ceiling {r['ceiling']:.2f})")
-            elif r["rows"] > FAR * largest[m]:
-                parts.append(f"{r['target']:.0%}: beyond {FAR}x the largest size measured: not enough data to say")
+            elif not r.get("enough_data"):
+                parts.append(f"{r['target']:.0%}: not enough data to say (~{r['ratio']:.0f}x the largest size "
+                             f"measured; {_trust_words(r)})")
             else:
-                far = not r["high"] or r["high"] > FAR * largest[m]
-                ci = f" [{r['low'] or '?'}–{'∞' if far else r['high']}]"
-                parts.append(f"{r['target']:.0%}: ~{r['rows']} rows{ci}" + (" (extrapolated)" if r["extrapolated"] else ""))
-        lines.append(f"- **{name(m)}**: " + "; ".join(parts))
+                hi = "∞" if r["high"] is None else r["high"]
+                parts.append(f"{r['target']:.0%}: ~{r['rows']} rows [{r['low'] or '?'}–{hi}], {r['ratio']:.1f}x the "
+                             f"largest measured ({_trust_words(r)})")
+        unit = " (x = demonstrations shown)" if m in ICL_METHODS else ""
+        lines.append(f"- **{name(m)}**{unit}: " + "; ".join(parts) + one_seed)
     for f in res["fits"]:
         if f["metric"] == "accuracy" and f["status"] != "ok":
             lines.append(f"- **{name(f['method'])}**: no fit ({f['status']}): not enough data to say")
-    for c in (c for c in res["crossovers"] if c["metric"] == "accuracy"):
+    for c in (c for c in res["crossovers"] if c["metric"] == "accuracy" and c["other"] not in ICL_METHODS):
         if c["other"] in fell:
             lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: no crossover to give ({name(c['other'])} "
                          f"falls as rows grow)")
             continue
         if c["kind"] == "from the start":
-            txt = f"ahead from the smallest size ({c['range'][0]} rows)"
+            txt = f"its curve is above from the smallest size ({c['range'][0]} rows)"
         elif c["kind"] == "never":
-            txt = f"never overtakes it up to {c['range'][1]} rows"
+            txt = f"its curve never crosses above up to {c['range'][1]} rows"
+        elif c["ratio"] > 1 and not (c.get("trust") and c["trust"]["p90_abs"] <= TRUST_P90):
+            txt = (f"curves cross ~{c['ratio']:.0f}x past the largest size measured: not enough data to say "
+                   f"({_trust_words(dict(c, _ratios=ratios))})")
         else:
-            txt = (f"overtakes it at ~{c['rows']} rows [{c['low'] or '?'}–{c['high'] or '∞'}]"
-                   + (" (past the measured sizes)" if c["extrapolated"] else ""))
+            txt = f"curves cross at ~{c['rows']} rows [{c['low'] or '?'}–{c['high'] or '∞'}]"
         lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: {txt}")
+    lines += icl_words(res)
+    lines += verdict(res)
     costs = [c for c in res["cost"] if c.get("target") is not None]
     inside = {(r["method"], r["target"]) for r in acc if r["reachable"] and not r["extrapolated"]}
     common = [t for t in res["targets"] if len({c["method"] for c in costs if (c["method"], t) in inside}) >= 2]
@@ -348,20 +417,74 @@ def headline(res: dict) -> str:
     return "\n".join(lines) if lines else "Not enough runs in objs/ to fit a learning curve."
 
 
+def icl_words(res: dict) -> list[str]:
+    """What the in-context runs were shown, and where the token budget, not the subset, set k."""
+    runs = sorted(res.get("icl", []), key=lambda r: (r["seed"] or 0, r["rows"]))
+    if not runs:
+        return []
+    shown = ", ".join(f"{r['k']} of {r['rows']}" + "".join(f" (= {n})" for n in r.get("same_for") or [])
+                      for r in runs)
+    capped = [r["rows"] for r in runs if r.get("budget_sets_k")]
+    same = [n for r in runs for n in r.get("same_for") or []]
+    txt = f"- In-context: demonstrations shown per subset: {shown}"
+    if capped:
+        txt += f"; the {runs[0]['budget']}-token budget, not the subset, sets k at {_sizes(capped)} rows"
+    if same:
+        txt += f"; {_sizes(same)} rows gave the same demonstrations as a smaller subset and were scored once"
+    return [txt]
+
+
+def verdict(res: dict) -> list[str]:
+    """Who is ahead at each size both were measured, by one rule: overlapping intervals are 'level'.
+    Ends with the 'In short' sentence, generated from the same rule, never written by hand."""
+    comps = res.get("comparisons", [])
+    if not comps:
+        return []
+    pct = f"{res.get('interval', INTERVAL):.0%}"
+    lines, groups = [], {}
+    for o in dict.fromkeys(c["other"] for c in comps):
+        cs = [c for c in comps if c["other"] == o]
+        g = {v: [c["rows"] for c in cs if c["llm_is"] == v] for v in ("ahead", "level", "behind")}
+        groups[o] = g
+        seg = [f"{v} at {_sizes(g[v])} rows" for v in ("behind", "level", "ahead") if g[v]]
+        lines.append(f"- {name(LLM)} vs {name(o)}, measured: " + "; ".join(seg))
+    worse = [o for o, g in groups.items() if g["behind"] and not g["ahead"]]
+    level = [o for o, g in groups.items() if not g["behind"] and not g["ahead"]]
+    better = [o for o, g in groups.items() if g["ahead"] and not g["behind"]]
+    mixed = [o for o, g in groups.items() if g["ahead"] and g["behind"]]
+    said = []
+    if worse:
+        said.append(f"not worth it over {' and '.join(name(o) for o in worse)} at the sizes measured (behind at some, "
+                    f"never ahead)")
+    if level:
+        said.append(f"level with {' and '.join(name(o) for o in level)} at every size measured")
+    if better:
+        said.append(f"ahead of {' and '.join(name(o) for o in better)} at some sizes and never behind")
+    if mixed:
+        said.append(f"ahead of {' and '.join(name(o) for o in mixed)} at some sizes and behind at others")
+    seeds = res.get("seeds", {})
+    note = (" One LLM training seed: its intervals cover test-row noise only." if seeds.get(LLM) == 1 else "")
+    lines.append(f"- **In short**: {name(LLM)} is " + "; ".join(said) + f". (Level = {pct} intervals overlap, "
+                 f"evaluation rows and training seeds resampled.){note}")
+    return lines
+
+
 def _dur(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def table(res: dict) -> str:
-    rows = ["method            metric    target  rows    95% interval      note"]
+    rows = [f"method               metric    target  rows    {res.get('interval', INTERVAL):.0%} interval    ratio  note"]
     for r in res["labels_needed"]:
-        note = "not reached: ceiling a = %.3f" % r["ceiling"] if not r["reachable"] else (
-            "extrapolated" if r["extrapolated"] else "")
+        note = ("not reached: ceiling %.3f" % r["ceiling"] if not r["reachable"] else
+                "" if r.get("enough_data") else "not enough data to say")
         ci = f"[{r['low'] or '?'}, {r['high'] or 'inf'}]" if r["reachable"] else ""
-        rows.append(f"{r['method']:<17} {r['metric']:<9} {r['target']:<7} {str(r['rows'] or '-'):<7} {ci:<17} {note}")
+        ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else ""
+        rows.append(f"{r['method']:<20} {r['metric']:<9} {r['target']:<7} {str(r['rows'] or '-'):<7} {ci:<17} "
+                    f"{ratio:<6} {note}")
     for f in res["fits"]:
         if f["status"] != "ok":
-            rows.append(f"{f['method']:<17} {f['metric']:<9} no fit: {f['status']}")
+            rows.append(f"{f['method']:<20} {f['metric']:<9} no fit: {f['status']}")
     for c in res["crossovers"]:
         rows.append(f"crossover {c['metric']}: {c['llm']} vs {c['other']}: {c['kind']} {c['rows'] or ''} "
                     f"[{c['low'] or '?'}, {c['high'] or 'inf'}]")
@@ -371,6 +494,7 @@ def table(res: dict) -> str:
                         f"measured {b['measured']:.3f}, error {b['error']:+.3f}, covered {b['covered']}")
         else:
             rows.append(f"backtest {b['method']} {b['metric']}: {b['status']}")
+    rows += [line.lstrip("- ") for line in verdict(res)]
     return "\n".join(rows)
 
 

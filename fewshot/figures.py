@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .curve import FAR
 from .results import METHOD_NAMES, SEED_PUBLISHED, ZERO_SHOT_METHODS
 
-COLORS = {"LLM + LoRA": "#d62728", "LLM in-context": "#e377c2", "LLM zero-shot (free answer)": "#7f7f7f",
+COLORS = {"LLM + LoRA": "#d62728", "LLM in-context (free answer)": "#e377c2",
+          "LLM in-context (label-constrained)": "#8c564b", "LLM zero-shot (free answer)": "#7f7f7f",
           "LLM zero-shot (label-constrained)": "#17becf", "TF-IDF + LogReg": "#1f77b4",
           "Encoder fine-tune": "#2ca02c", "SetFit": "#9467bd", "Seed (GLM-4-9B, published)": "#ff7f0e"}
 DPI = 150
@@ -25,17 +25,17 @@ def _save(fig, out_dir, name: str):
 
 
 def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curves: dict | None = None):
-    """Accuracy and macro-F1 against train rows (log x): every run's point, the mean over seeds,
-    the fitted power law through them with its bootstrap 95% band (dashed past the largest measured
-    size, out to where the largest target is reached), the zero-shot points as horizontal lines."""
+    """Accuracy and macro-F1 against train rows (log x): every run's point, the mean over seeds, the
+    fitted curve through them with its 90% band (dashed past the largest measured size, out to the
+    farthest ratio the curve benchmark measured), the zero-shot points as horizontal lines."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
     fell = {m for (m, _), f in fits.items() if f.get("falls")}  # gets worse with rows: no curve drawn
-    need = [r["rows"] for r in (curves or {}).get("labels_needed", []) if r["reachable"] and r["rows"]]
     measured = [int(n) for n in df["train_rows"].unique() if n > 0]
-    x_max = max(measured, default=1)
-    if need:
-        x_max = min(max(max(need), x_max), FAR * x_max)  # no line past where the headline stops
+    icl = {METHOD_NAMES[m] for m in ("llm_icl", "llm_icl_constrained")}
+    if "k_demos" in df:  # in-context runs stand at the demonstrations they were shown
+        measured += [int(k) for k in df.loc[df["method"].isin(icl), "k_demos"].dropna().unique()]
+    x_max = max([max(measured, default=1)] + [f["line"]["x"][-1] for f in fits.values() if f.get("line")])
     styles = {METHOD_NAMES["llm_zero_shot"]: ":", METHOD_NAMES["llm_zero_shot_constrained"]: "--"}
     for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "macro_f1", "Macro-F1")):
         for method, g in df.groupby("method"):
@@ -43,6 +43,8 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
             if method in ZERO_SHOT_METHODS:
                 ax.axhline(g[metric].mean(), color=color, ls=styles[method], lw=1.5, label=f"{method} (0 rows)")
                 continue
+            if method in icl and "k_demos" in g:
+                g = g.assign(train_rows=g["k_demos"])
             g = g[g["train_rows"] > 0]
             if g.empty:
                 continue
@@ -50,26 +52,16 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
             ax.scatter(g["train_rows"], g[metric], color=color, s=12, alpha=0.5)
             seeds = agg["size"].max()
             key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
+            legend = method + (" (x = demonstrations shown)" if method in icl else "")
             ax.plot(agg["train_rows"], agg["mean"], "o" + (":" if key in fell else ""), color=color,
-                    label=method + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls: no fit)" if key in fell else ""))
-            if method == METHOD_NAMES["llm_icl"] and "k_demos" in g:
-                for n, k in g.groupby("train_rows")["k_demos"].first().items():
-                    if pd.notna(k) and k != n:
-                        ax.annotate(f"k={int(k)}", (n, agg.set_index("train_rows").loc[n, "mean"]), fontsize=7,
-                                    color=color, textcoords="offset points", xytext=(4, -10))
+                    label=legend + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls: no fit)" if key in fell else ""))
             f = fits.get((key, metric))
-            if f and key not in fell:
-                lo_n, hi_n = min(agg["train_rows"]), max(agg["train_rows"])
-                xs = np.geomspace(lo_n, max(hi_n, x_max), 200)
-                ys = f["a"] - f["b"] * xs ** (-f["c"])
-                inside = xs <= hi_n
-                ax.plot(xs[inside], ys[inside], "-", color=color, lw=1.5)
-                ax.plot(xs[~inside], ys[~inside], "--", color=color, lw=1.2)
-                if f.get("boot"):
-                    B = np.array(f["boot"])
-                    band = B[:, :1] - B[:, 1:2] * xs[None, :] ** (-B[:, 2:3])
-                    ax.fill_between(xs, np.percentile(band, 2.5, axis=0), np.percentile(band, 97.5, axis=0),
-                                    color=color, alpha=0.12, lw=0)
+            if f and key not in fell and f.get("line"):
+                line = {k: np.array(v) for k, v in f["line"].items() if k != "largest"}
+                inside = line["x"] <= f["line"]["largest"]
+                ax.plot(line["x"][inside], line["y"][inside], "-", color=color, lw=1.5)
+                ax.plot(line["x"][~inside], line["y"][~inside], "--", color=color, lw=1.2)
+                ax.fill_between(line["x"], line["low"], line["high"], color=color, alpha=0.12, lw=0)
         if show_seed:
             ax.plot(SEED_PUBLISHED["train_rows"], SEED_PUBLISHED[metric], "s:", color=COLORS["Seed (GLM-4-9B, published)"],
                     label="Seed (GLM-4-9B, published)")
@@ -86,8 +78,10 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
         ax.grid(alpha=0.3, which="both")
         ax.set_ylim(-0.02, 1)  # a zero-shot line at 0 stays visible above the axis
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    fig.suptitle("Learning curves: points = runs (one per seed), line = fitted a - b·n^-c, band = bootstrap 95%, "
-                 "dashed = extrapolated", fontsize=10)
+    rule = (curves or {}).get("rule", "")
+    fig.suptitle(f"Learning curves: points = runs (one per seed), line = fitted ({rule}), band = 90% interval "
+                 "(rows and seeds resampled; widened past the data by the curve benchmark), dashed = extrapolated",
+                 fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir, "learning_curve.png")
 
