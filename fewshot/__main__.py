@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
     ap.add_argument("step", choices=STEPS)
     ap.add_argument("name", nargs="?", help="bench: which benchmark (client, serving, train, study); sweep: setfit_head "
-                    "(SetFit's head instead of the LLM recipes)")
+                    "(SetFit's head) or encoder (the encoder fine-tune's recipe) instead of the LLM recipes")
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override any config key, e.g. --set data.sizes=[100,500]")
@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
             from .baselines import run_all
             return run_all(cfg)
         if args.step == "sweep":
-            if args.name not in (None, "setfit_head"):
-                raise FewshotError(f"sweep: unknown sweep {args.name!r} (none, for the config's recipes, or setfit_head)")
-            from .sweep import run as sweep_run, setfit_heads
-            return setfit_heads(cfg) if args.name == "setfit_head" else sweep_run(cfg)
+            if args.name not in (None, "setfit_head", "encoder"):
+                raise FewshotError(f"sweep: unknown sweep {args.name!r} (none, for the config's recipes, setfit_head "
+                                   f"or encoder)")
+            from .sweep import encoder_recipes, run as sweep_run, setfit_heads
+            return {"setfit_head": setfit_heads, "encoder": encoder_recipes}.get(args.name, sweep_run)(cfg)
         if args.step == "curve":
             from .curve import run as curve_run
             return curve_run(cfg)

@@ -68,6 +68,13 @@ def tfidf(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return list(clf.predict(test_x))
 
 
+def encoder_epochs(b, n: int) -> float:
+    """The configured epochs, raised so that a small subset still gets encoder_min_steps optimizer
+    steps (4 epochs of 16 rows are 4 steps: the head never leaves its random start)."""
+    steps_per_epoch = -(-n // b.encoder_batch_size)
+    return max(b.encoder_epochs, -(-b.encoder_min_steps // steps_per_epoch))
+
+
 def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     """Fine-tune the encoder with a fresh classification head (transformers Trainer)."""
     import numpy as np
@@ -86,8 +93,10 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     test = Dataset.from_dict({"text": test_x}).map(enc, batched=True)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_train_epochs=cfg.baselines.encoder_epochs, bf16=_cpu_bf16(),
-                                 per_device_train_batch_size=16, learning_rate=5e-5, weight_decay=0.01,
+        b = cfg.baselines
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=_cpu_bf16(),
+                                 per_device_train_batch_size=b.encoder_batch_size, learning_rate=b.encoder_lr,
+                                 weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
                                  seed=seed, data_seed=seed, save_strategy="no",
                                  logging_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
                                  disable_tqdm=True)
@@ -140,7 +149,8 @@ def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
     bf16 = {"bf16": _cpu_bf16()} if method == "encoder" else {}
-    return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs},
+    return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
+                                     "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | bf16
 
 

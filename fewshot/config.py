@@ -113,6 +113,9 @@ class BaselinesConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     encoder: str = "auto"             # auto = the offline all-MiniLM-L6-v2 package; or a model path/name
     encoder_epochs: float = 10.0
+    encoder_lr: float = 5e-5
+    encoder_batch_size: int = 16
+    encoder_min_steps: int = 0        # raise the epochs of small subsets to at least this many optimizer steps
     setfit_iterations: int = 5
     setfit_head: str = "balanced"  # a name of SETFIT_HEADS, chosen on the valid split (README)
 
@@ -124,6 +127,8 @@ class SweepConfig:
     sizes: list[int] = field(default_factory=list)   # [] = data.sizes
     split: str = "valid"
     recipes: dict[str, Any] = field(default_factory=dict)
+    # `python -m fewshot sweep encoder`: the encoder fine-tune's recipes, each a set of baselines.* overrides
+    encoder_recipes: dict[str, Any] = field(default_factory=dict)
     out_dir: str = "sweep"
 
 
@@ -261,6 +266,19 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     cfg.path = str(p)
     _validate(cfg, str(p))
     return cfg
+
+
+def override(cfg: Config, overrides: list[str]) -> Config:
+    """A copy of a loaded config with `key=value` overrides applied and validated like --set: what a
+    sweep's recipes start from, so the user's own --set values stay (reloading cfg.path would drop them)."""
+    raw = cfg.as_dict()
+    path = raw.pop("path")
+    for item in overrides:
+        _apply_override(raw, item)
+    out = _build(Config, raw, "", path or "<config>")
+    out.path = path
+    _validate(out, path or "<config>")
+    return out
 
 
 def _validate(cfg: Config, where: str) -> None:

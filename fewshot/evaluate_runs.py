@@ -62,7 +62,9 @@ class Run:
     def method(self) -> str:
         if self.kind == "zero_shot":
             return "llm_zero_shot_constrained" if self.constrained else "llm_zero_shot"
-        return "llm_icl" if self.kind == "icl" else "llm_lora"
+        if self.kind == "icl":
+            return "llm_icl_constrained" if self.constrained else "llm_icl"
+        return "llm_lora"
 
 
 def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run], list[str]]:

@@ -5,7 +5,12 @@ in the same order, so the server's prefix cache computes them once per run.
 
 When the n rows do not fit the token budget (eval.icl_max_tokens; by default the served context
 less the longest evaluation prompt and the answer), a deterministic subset that fits is taken
-class by class, round robin, so that as many classes as possible are shown first."""
+class by class, round robin, so that as many classes as possible are shown first.
+
+Each subset is scored twice, free and label-constrained (like the zero-shot pair), so the curve
+shows what the demonstrations teach beyond the answer format. A point is one measurement: when the
+budget, not the subset, sets k and two subsets yield the very same demonstrations, they are scored
+once, under the smaller subset's name, which records the other sizes in `same_for`."""
 from __future__ import annotations
 
 import hashlib
@@ -62,7 +67,7 @@ def choose_demos(demos: list[dict], costs: list[int], budget: int) -> list[int]:
 
 
 def icl_runs(cfg: Config) -> list:
-    """One Run per (size, seed) of the config, with its demonstrations chosen."""
+    """Two Runs (free, constrained) per distinct demonstration set of the config's (size, seed)s."""
     from .evaluate_runs import Run
     manifest = load_manifest(cfg)
     split = eval_file_name(cfg.eval.split)
@@ -79,7 +84,7 @@ def icl_runs(cfg: Config) -> list:
     tok = tokenizer(cfg.model.name_or_path)
     data = Path(cfg.data.out_dir)
     probe = json.loads((data / f"{split}.json").read_text(encoding="utf-8"))[0]
-    runs = []
+    runs, seen = [], {}
     for seed in cfg.data.seeds:
         for n in sorted(cfg.data.sizes):
             fname = train_file_name(n, seed, cfg.data)
@@ -87,10 +92,16 @@ def icl_runs(cfg: Config) -> list:
             costs = demo_costs(tok, subset, probe)
             idx = choose_demos(subset, costs, budget)
             demos = [subset[i] for i in idx]
+            same = hashlib.sha256(json.dumps(demos, sort_keys=True).encode()).hexdigest()[:16]
+            if same in seen:  # the same demonstrations as a smaller subset: the same measurement
+                seen[same].icl["same_for"].append(n)
+                continue
             used = prompt_len(tok, chat_messages(probe, demos)) - prompt_len(tok, chat_messages(probe))
             key = hashlib.sha256(json.dumps([manifest["files"][fname]["sha256"], idx]).encode()).hexdigest()[:16]
             info = {"k": len(idx), "of": n, "tokens": used, "budget": budget, "rows": idx,
+                    "budget_sets_k": len(idx) < n, "same_for": [],
                     "classes": len({d["output"] for d in demos}), "train_file": f"{fname}.json"}
-            runs.append(Run(icl_name(n, seed, cfg.data), n, seed, None, key, "icl", cfg.eval.constrained,
-                            demos, info))
+            pair = [Run(icl_name(n, seed, cfg.data, c), n, seed, None, key, "icl", c, demos, info) for c in (False, True)]
+            seen[same] = pair[0]  # both share one info dict
+            runs += pair
     return runs

@@ -17,7 +17,8 @@ SEED_PUBLISHED = pd.DataFrame({
 })
 SEED_SOURCE = "ccdv/patent-classification"
 
-METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_icl": "LLM in-context",
+METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_icl": "LLM in-context (free answer)",
+                "llm_icl_constrained": "LLM in-context (label-constrained)",
                 "llm_zero_shot": "LLM zero-shot (free answer)",
                 "llm_zero_shot_constrained": "LLM zero-shot (label-constrained)",
                 "tfidf": "TF-IDF + LogReg", "encoder": "Encoder fine-tune", "setfit": "SetFit"}

@@ -5,7 +5,8 @@ adapters, the eval step the scored runs, the baselines theirs, and everything th
     llm_train_{n}[_s{seed}]        a training subset and the LoRA run trained on it (saves/<name>/)
     zero_shot                      the base model, free answers
     zero_shot_constrained          the base model, answers restricted to the labels
-    icl_{n}[_s{seed}]              the base model with the n-row subset as in-context demonstrations
+    icl_{n}[_s{seed}][_constrained] the base model with the n-row subset as in-context demonstrations
+                                   (free answers; _constrained: answers restricted to the labels)
     {method}_{n}_s{seed}           a classical baseline on the same subset
 Each scored run writes objs/<name>.json (+ .pkl for LLM runs) and objs/<name>/ (predictions)."""
 from __future__ import annotations
@@ -29,8 +30,8 @@ def eval_file_name(split: str) -> str:
     return f"llm_{split}"
 
 
-def icl_name(size: int, seed: int, data_cfg) -> str:
-    return f"icl_{size}{_suffix(seed, data_cfg.seeds[0])}"
+def icl_name(size: int, seed: int, data_cfg, constrained: bool = False) -> str:
+    return f"icl_{size}{_suffix(seed, data_cfg.seeds[0])}" + ("_constrained" if constrained else "")
 
 
 def baseline_name(method: str, size: int, seed: int) -> str:
@@ -46,7 +47,8 @@ def eval_names(cfg) -> list[str]:
     """Every run the eval step scores for this config, trained yet or not, in a fixed order."""
     names = [ZERO_SHOT, ZERO_SHOT_CONSTRAINED] if cfg.eval.zero_shot else []
     if cfg.eval.icl:
-        names += [icl_name(n, s, cfg.data) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
+        names += [icl_name(n, s, cfg.data, c) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)
+                  for c in (False, True)]
     return names + [name for name, _, _ in run_names(cfg)]
 
 

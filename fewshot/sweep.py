@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from .config import Config, load_config
+from .config import Config, override
 from .errors import ConfigError
 from .fileio import atomic_write_json, read_json
 from .runs import out_paths, run_names
@@ -22,7 +22,7 @@ def recipe_config(cfg: Config, name: str) -> Config:
              "eval.zero_shot=false", "eval.icl=false", f"train.out_dir={base / 'saves'}",
              f"train.log_dir={base / 'logs'}", f"eval.out_dir={base / 'objs'}",
              f"eval.merged_dir={base / 'merged'}"]
-    return load_config(cfg.path, sets)
+    return override(cfg, sets)
 
 
 def run(cfg: Config) -> int:
@@ -102,3 +102,43 @@ def setfit_heads(cfg: Config) -> int:
     atomic_write_json(Path(sw.out_dir) / "setfit_heads.json", {"split": sw.split, "rows": rows, "best": best,
                                                               "heads": SETFIT_HEADS, "data": cfg.data.out_dir})
     return 0
+
+
+def encoder_recipes(cfg: Config) -> int:
+    """`python -m fewshot sweep encoder`: the encoder fine-tune's recipes (sweep.encoder_recipes, each
+    a set of baselines.* overrides) trained at the sweep sizes (first baseline seed) and scored on the
+    sweep split (valid), so the encoder is tuned as the LoRA recipe and SetFit's head were. Writes
+    sweep/encoder_recipes.json; the best mean accuracy goes into the config by hand."""
+    from .baselines import encoder, encoder_epochs, split_texts
+    from .data import load_manifest
+    from .metrics import compute
+    from .runs import eval_file_name, train_file_name
+    sw, seed = cfg.sweep, cfg.baselines.seeds[0]
+    if not sw.encoder_recipes:
+        raise ConfigError(f"{cfg.path}: no 'sweep.encoder_recipes' to try")
+    labels = load_manifest(cfg)["labels"]
+    vx, vy = split_texts(cfg, eval_file_name(sw.split))
+    rows = []
+    for name, sets in sw.encoder_recipes.items():
+        bad = [k for k in sets or {} if not k.startswith("baselines.encoder_")]
+        if bad:
+            raise ConfigError(f"{cfg.path}: sweep.encoder_recipes.{name}: {bad[0]!r} is not a baselines.encoder_* key")
+        c = override(cfg, [f"{k}={json.dumps(v)}" for k, v in (sets or {}).items()])
+        for n in sw.sizes or cfg.data.sizes:
+            tx, ty = split_texts(cfg, train_file_name(n, seed, cfg.data))
+            t0 = time.time()
+            m = compute(encoder(tx, ty, vx, seed, c), vy, labels, n_boot=0)
+            rows.append({"recipe": name, "rows": n, "seed": seed, "split": sw.split,
+                         "epochs": encoder_epochs(c.baselines, n), "accuracy": round(m["accuracy"], 3),
+                         "macro_f1": round(m["macro_f1"], 3), "seconds": round(time.time() - t0, 1)})
+            print(f"[sweep] encoder {name:<18}{n:>6} rows  {rows[-1]['epochs']:>6} epochs  accuracy "
+                  f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({rows[-1]['seconds']} s)", flush=True)
+    means = {}
+    for r in rows:
+        means.setdefault(r["recipe"], []).append(r["accuracy"])
+    best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+    print(f"[sweep] best encoder recipe by mean accuracy on {sw.split}: {best} {sw.encoder_recipes[best]}")
+    atomic_write_json(Path(sw.out_dir) / "encoder_recipes.json", {"split": sw.split, "rows": rows, "best": best,
+                                                                 "recipes": sw.encoder_recipes})
+    return 0
+
