@@ -64,3 +64,28 @@ def test_hash_changes_with_a_value():
     a = load_config("configs/demo.yaml")
     b = load_config("configs/demo.yaml", ["train.learning_rate=0.003"])  # the demo runs 0.002
     assert a.hash("data") == b.hash("data") and a.hash("train") != b.hash("train")
+
+
+def test_override_of_a_loaded_config_keeps_its_set_values_and_validates(write_config):
+    from fewshot.config import load_config, override
+    from fewshot.errors import ConfigError
+    from fewshot.sweep import recipe_config
+    cfg = load_config(write_config({"sweep.recipes": {"r1": {"train.learning_rate": 0.01}}}),
+                      ["data.source=mine.csv", "baselines.encoder_min_steps=50"])
+    c = override(cfg, ["baselines.encoder_lr=1e-4"])
+    assert (c.data.source, c.baselines.encoder_min_steps, c.baselines.encoder_lr) == ("mine.csv", 50, 1e-4)
+    assert cfg.baselines.encoder_lr == 5e-5  # the original is not touched
+    r = recipe_config(cfg, "r1")  # the sweep's recipes start from the loaded config, --set included
+    assert r.data.source == "mine.csv" and r.train.learning_rate == 0.01 and r.eval.split == "valid"
+    with pytest.raises(ConfigError, match="baselines.encoder_batch_size"):
+        override(cfg, ["baselines.encoder_batch_size=many"])
+
+
+def test_encoder_step_floor_raises_the_epochs_of_small_subsets():
+    from fewshot.baselines import encoder_epochs
+    from fewshot.config import BaselinesConfig
+    b = BaselinesConfig(encoder_epochs=4, encoder_batch_size=8, encoder_min_steps=100)
+    assert encoder_epochs(b, 16) == 50      # 2 steps an epoch: 50 epochs make 100 steps
+    assert encoder_epochs(b, 128) == 7      # 16 steps an epoch: ceil(100 / 16)
+    assert encoder_epochs(b, 4000) == 4     # past the floor: the configured epochs
+    assert encoder_epochs(BaselinesConfig(encoder_epochs=4), 16) == 4  # no floor by default

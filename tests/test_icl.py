@@ -58,3 +58,29 @@ def test_a_subset_that_does_not_fit_is_cut_class_by_class_deterministically():
     costs = [10, 10, 10, 10, 10, 10, 40, 10, 10, 10]
     got = choose_demos(demos, costs, budget=30)
     assert [demos[i]["output"] for i in got] == ["a", "b", "c"] and 6 not in got
+
+
+def test_icl_runs_come_in_pairs_and_the_same_demonstrations_are_one_point(write_config):
+    """A budget that fits only the first row: subsets of 10 and 30 rows (nested, same order) show the
+    very same demonstration, so they are one measurement, scored free and label-constrained once."""
+    import pytest
+    from fewshot.config import load_config, override
+    from fewshot.data import build
+    from fewshot.icl import demo_costs, icl_runs
+    from fewshot.tokens import tokenizer
+    if not (ROOT / "models" / "SmolLM2-135M-Instruct" / "config.json").exists():
+        pytest.skip("model folder missing: run bash setup.sh")
+    cfg = load_config(write_config({"eval.icl": True}))
+    build(cfg)
+    rows = json.loads((ROOT / cfg.data.out_dir / "llm_train_10.json").read_text())
+    probe = json.loads((ROOT / cfg.data.out_dir / "llm_valid.json").read_text())[0]
+    first = demo_costs(tokenizer(cfg.model.name_or_path), rows[:1], probe)[0]
+    runs = icl_runs(override(cfg, [f"eval.icl_max_tokens={first}"]))
+    assert [(r.name, r.constrained, r.method) for r in runs] == [
+        ("icl_10", False, "llm_icl"), ("icl_10_constrained", True, "llm_icl_constrained")]
+    info = runs[0].icl
+    assert info is runs[1].icl and info["k"] == 1 and info["budget_sets_k"] and info["same_for"] == [30]
+    # with room for every row, each subset is its own point
+    runs = icl_runs(override(cfg, ["eval.icl_max_tokens=100000"]))
+    assert [r.name for r in runs] == ["icl_10", "icl_10_constrained", "icl_30", "icl_30_constrained"]
+    assert [r.icl["k"] for r in runs[::2]] == [10, 30] and not runs[0].icl["budget_sets_k"]
