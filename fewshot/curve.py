@@ -469,6 +469,39 @@ def verdict(res: dict) -> list[str]:
     return lines
 
 
+def answers_table(res: dict, metric: str = "accuracy"):
+    """Rows needed per method and target, in words a reader needs (the JSON keeps everything)."""
+    import pandas as pd
+    rows = []
+    for r in (x for x in res["labels_needed"] if x["metric"] == metric):
+        if r.get("below_measured"):
+            answer = "met at the smallest size"
+        elif not r["reachable"]:
+            answer = f"not reached (ceiling {r['ceiling']:.2f})"
+        elif not r.get("enough_data"):
+            answer = "not enough data to say"
+        else:
+            answer = f"~{r['rows']}"
+        t = r.get("trust")
+        rows.append({"method": name(r["method"]), "target": f"{r['target']:.0%}", "rows needed": answer,
+                     f"{res.get('interval', INTERVAL):.0%} interval": (f"[{r['low'] or '?'}–{r['high'] or '∞'}]"
+                                                                      if r.get("enough_data") else ""),
+                     "x largest measured": f"{r['ratio']:.1f}" if r.get("ratio") else "",
+                     "benchmark: 90% of answers within": f"{t['p90_abs']:.3f} ({t['ratio']:g}x)" if t else "no benchmark"})
+    return pd.DataFrame(rows)
+
+
+def comparisons_table(res: dict):
+    import pandas as pd
+    return pd.DataFrame([{"rows": c["rows"], "vs": name(c["other"]), "LLM + LoRA": _acc(c["llm"], c["llm_interval"]),
+                          "other": _acc(c["other_acc"], c["other_interval"]), "LLM is": c["llm_is"]}
+                         for c in res.get("comparisons", [])])
+
+
+def _acc(x, ci) -> str:
+    return f"{x:.3f} [{ci[0]:.3f}–{ci[1]:.3f}]"
+
+
 def _dur(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
