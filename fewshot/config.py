@@ -80,7 +80,7 @@ class EvalConfig:
     mode: str = "merged"              # per_adapter | multi_lora | merged
     split: str = "valid"              # valid | test
     zero_shot: bool = True            # also score the base model (n = 0): free and label-constrained answers
-    constrained: bool = False         # LoRA and in-context runs: structured outputs restrict answers to the labels
+    constrained: bool = False         # LoRA runs: structured outputs restrict answers to the labels (in-context runs get both)
     icl: bool = False                 # also score the base model with each subset as in-context demonstrations
     icl_max_tokens: Optional[int] = None  # demonstration budget; None = served context - longest row - answer
     # Requests in flight. 64 keeps a CPU server saturated on both CPU kinds measured (16 reached

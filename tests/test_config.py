@@ -89,3 +89,21 @@ def test_encoder_step_floor_raises_the_epochs_of_small_subsets():
     assert encoder_epochs(b, 128) == 7      # 16 steps an epoch: ceil(100 / 16)
     assert encoder_epochs(b, 4000) == 4     # past the floor: the configured epochs
     assert encoder_epochs(BaselinesConfig(encoder_epochs=4), 16) == 4  # no floor by default
+
+
+def test_the_configuration_reference_lists_every_key_and_no_other():
+    """docs/configuration.md cannot drift from the dataclasses: every key once, no unknown key."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from fewshot.config import Config
+    keys = {"name"}
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(f.type) or f.name in {"data", "model", "train", "eval", "baselines", "report",
+                                                           "sweep"}:
+            keys |= {f"{f.name}.{g.name}" for g in dataclasses.fields(getattr(Config(), f.name))}
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    listed = re.findall(r"^\| `([a-z_.]+)` \|", doc, flags=re.M)
+    assert len(listed) == len(set(listed)), "a key is listed twice"
+    assert set(listed) == keys, (sorted(keys - set(listed)), sorted(set(listed) - keys))
