@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 METHODS=${METHODS:-'["tfidf","setfit","encoder"]'} SEEDS=${SEEDS:-'[0]'}
 export CONFIG=configs/paper.yaml
 # the paper preset trains fp16 (GPU), which a CPU server runs as float32; bf16 only where native
-.venv/bin/python -c "from fewshot.envs import cpu_has_native_bf16 as n; exit(not n())" && export FEWSHOT_CPU_DTYPE=bfloat16
+.venv/bin/python -c "from fewshot.devices import cpu_has_native_bf16 as n; exit(not n())" && export FEWSHOT_CPU_DTYPE=bfloat16
 export FEWSHOT_SET="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2;data.source=debian;data.max_tokens=1024;data.out_dir=data/paper;train.out_dir=saves/paper_h100;train.log_dir=logs/paper;eval.out_dir=objs/paper;eval.merged_dir=saves/paper_h100/merged;eval.split=test;eval.mode=merged;eval.server_args=[\"--enforce-eager\"];report.out_dir=report/paper;baselines.seeds=$SEEDS;baselines.methods=$METHODS;baselines.encoder_epochs=4;baselines.setfit_iterations=1"
 t0=$SECONDS
 .venv/bin/python -m fewshot data --config $CONFIG

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot import baselines  # noqa: E402
 from fewshot.config import SETFIT_HEADS, load_config  # noqa: E402
-from fewshot.data import load_manifest  # noqa: E402
+from fewshot.manifest import load_manifest  # noqa: E402
 from fewshot.runs import eval_file_name, train_file_name  # noqa: E402
 from fewshot.sweep import head_scores  # noqa: E402
 

@@ -12,19 +12,21 @@ import time
 from pathlib import Path
 
 from .config import SETFIT_HEADS, Config
-from .data import load_manifest
+from .manifest import load_manifest
 from .runs import baseline_name, eval_file_name, out_paths, train_file_name
+from .devices import baseline_device, encoder_bf16
 from .errors import FewshotError
-from .evaluate_runs import run_manifest
+from .provenance import run_manifest
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .metrics import compute
+from .models import is_local
 from .prompt import strip_input
 
 
 def encoder_path(cfg: Config) -> str:
     if cfg.baselines.encoder != "auto":
         p = Path(cfg.baselines.encoder).expanduser()
-        local = cfg.baselines.encoder.startswith(("/", ".", "~")) or p.exists()
+        local = is_local(cfg.baselines.encoder)
         if local and not (p / "config.json").exists():
             raise FewshotError(f"baselines.encoder: no model folder at {p} (expected a config.json there)")
         return str(p) if local else cfg.baselines.encoder
@@ -94,7 +96,7 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         b = cfg.baselines
-        args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=_cpu_bf16(),
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=encoder_bf16(),
                                  per_device_train_batch_size=b.encoder_batch_size, learning_rate=b.encoder_lr,
                                  weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
                                  seed=seed, data_seed=seed, save_strategy="no",
@@ -129,26 +131,10 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 
 
-def _cpu_bf16() -> bool:
-    """Fine-tune the encoder in bf16 where the LLM trains in bf16: on a CPU with native bf16 (no GPU).
-    SetFit stays fp32 (its contrastive step degraded in bf16 autocast)."""
-    import torch
-
-    from .envs import cpu_has_native_bf16
-    return not torch.cuda.is_available() and cpu_has_native_bf16()
-
-
-def _device(method: str) -> str:
-    if method == "tfidf":
-        return "cpu"
-    import torch
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
-    bf16 = {"bf16": _cpu_bf16()} if method == "encoder" else {}
+    bf16 = {"bf16": encoder_bf16()} if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | bf16
@@ -199,7 +185,7 @@ def run_all(cfg: Config) -> int:
                     "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
                     "n_eval": len(golds), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
                     "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{fname}.json", "key": key,
-                    "seconds": round(secs, 1), "train_device": _device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
+                    "seconds": round(secs, 1), "train_device": baseline_device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
                     "manifest": man})
                 print(f"[baselines] {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
                       f"({secs:.1f}s)", flush=True)

@@ -22,7 +22,8 @@ from copy import deepcopy
 from pathlib import Path
 
 from .config import Config
-from .data import eval_file_name, load_manifest
+from .manifest import load_manifest
+from .runs import eval_file_name
 from .envs import ROOT
 from .errors import FewshotError
 from .fileio import atomic_write_json, read_jsonl
@@ -69,7 +70,7 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
     from .serve import VLLMServer, free_port, vllm_command
     rows = json.loads((Path(cfg.data.out_dir) / "llm_valid.json").read_text())[:n_rows]
     port = free_port()
-    from .train import cpu_serving_dtype
+    from .devices import cpu_serving_dtype
     cmd = vllm_command(str(Path(cfg.model.name_or_path).resolve()), "base", port, None, 8, cfg.eval.server_args,
                        cpu_dtype=cpu_serving_dtype(cfg))
     out = []

@@ -10,7 +10,8 @@ from pathlib import Path
 from . import synthetic_data
 from .config import Config, DataConfig
 from .errors import DataError
-from .fileio import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_file
+from .fileio import atomic_write_json, atomic_write_text, dumps_json, sha256_file
+from .models import check_model_path
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
 from .runs import eval_file_name, train_file_name
 
@@ -254,7 +255,6 @@ def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]
     rows themselves, so training, scoring and the baselines all read the same cut text."""
     from .prompt import build_input, chat_messages, strip_input
     from .tokens import answer_len, prompt_len, stats, tokenizer, truncate_text
-    from .train import check_model_path  # here, not at the top: train imports this module
     check_model_path(cfg)
     tok = tokenizer(cfg.model.name_or_path)
     limit = cfg.data.max_tokens or cfg.train.cutoff_len
@@ -294,10 +294,3 @@ def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]
         n_cut = sum(1 for k, v in cache.items() if v[2] != k[0])
         print(f"data: {n_cut} document(s) cut to fit data.max_tokens={cfg.data.max_tokens}")
     return out
-
-
-def load_manifest(cfg: Config) -> dict:
-    p = Path(cfg.data.out_dir) / "manifest.json"
-    if not p.exists():
-        raise DataError(f"{p} not found: run the data step first (python -m fewshot data --config {cfg.path})")
-    return read_json(p)

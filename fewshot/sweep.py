@@ -77,7 +77,7 @@ def setfit_heads(cfg: Config) -> int:
     the same embeddings, so only the head differs. Writes sweep/setfit_heads.json."""
     from .baselines import setfit_model, split_texts
     from .config import SETFIT_HEADS
-    from .data import load_manifest
+    from .manifest import load_manifest
     from .runs import eval_file_name, train_file_name
     sw, seed = cfg.sweep, cfg.baselines.seeds[0]
     labels = load_manifest(cfg)["labels"]
@@ -110,7 +110,7 @@ def encoder_recipes(cfg: Config) -> int:
     sweep split (valid), so the encoder is tuned as the LoRA recipe and SetFit's head were. Writes
     sweep/encoder_recipes.json; the best mean accuracy goes into the config by hand."""
     from .baselines import encoder, encoder_epochs, split_texts
-    from .data import load_manifest
+    from .manifest import load_manifest
     from .metrics import compute
     from .runs import eval_file_name, train_file_name
     sw, seed = cfg.sweep, cfg.baselines.seeds[0]

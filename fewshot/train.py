@@ -16,47 +16,14 @@ import yaml
 
 from . import procs
 from .config import Config
-from .data import load_manifest
+from .manifest import load_manifest
 from .locks import Busy, hold
+from .models import ADAPTER_FILES, adapter_finished, check_model_path
 from .runs import run_dir, run_names, shard_of, train_lock
-from .envs import cpu_has_native_bf16, env_bin, has_gpu, subprocess_env
+from .devices import device_and_precision
+from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def check_model_path(cfg: Config) -> None:
-    """A local-looking model path that does not exist fails here, naming it, not deep in LLaMA-Factory."""
-    p = Path(cfg.model.name_or_path).expanduser()
-    local = cfg.model.name_or_path.startswith(("/", ".", "~")) or p.parts[:1] == ("models",)
-    if local and not (p / "config.json").exists():
-        raise FewshotError(f"model.name_or_path: no model folder at {p} (expected a config.json there; "
-                           f"`bash setup.sh` makes models/SmolLM2-135M-Instruct)")
-
-
-def device_and_precision(cfg: Config) -> tuple[str, str]:
-    t = cfg.train
-    device = t.device if t.device != "auto" else ("cuda" if has_gpu() else "cpu")
-    return device, precision_on(cfg, device)
-
-
-def precision_on(cfg: Config, device: str) -> str:
-    """train.precision, with auto resolved: bf16 on a GPU and on a CPU with native bf16 (AVX-512
-    BF16 / AMX); fp32 on other CPUs, where bf16 is emulated (measured on AVX2: one optimizer step
-    took minutes against 13 s in fp32)."""
-    if cfg.train.precision != "auto":
-        return cfg.train.precision
-    return "bf16" if device == "cuda" or cpu_has_native_bf16() else "fp32"
-
-
-def cpu_serving_dtype(cfg: Config) -> str:
-    """The CPU vLLM server's --dtype: the training precision's on this CPU (bf16 where native,
-    float32 otherwise); FEWSHOT_CPU_DTYPE overrides."""
-    if os.environ.get("FEWSHOT_CPU_DTYPE"):
-        return os.environ["FEWSHOT_CPU_DTYPE"]
-    return "bfloat16" if precision_on(cfg, "cpu") == "bf16" else "float32"
-
 
 def epochs_for(cfg: Config, size: int) -> float:
     """train.num_train_epochs, raised for small subsets to at least train.min_steps optimizer steps
@@ -148,7 +115,7 @@ def last_checkpoint(out: Path) -> Path | None:
 def is_done(cfg: Config, name: str, h: str) -> bool:
     out = run_dir(cfg, name)
     done = out / "done.json"
-    return done.exists() and read_json(done).get("hash") == h and all((out / f).exists() for f in ADAPTER_FILES)
+    return adapter_finished(out) and read_json(done).get("hash") == h
 
 
 def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=None, gpu: str | None = None) -> str:

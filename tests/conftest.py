@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ needs_train_env = pytest.mark.skipif(not (have_env("train") and MODEL.exists()),
                                      reason="training env or model missing: run bash setup.sh")
 needs_serve_env = pytest.mark.skipif(not (have_env("serve") and MODEL.exists()),
                                      reason="serving env or model missing: run bash setup.sh")
+slow = pytest.mark.slow  # starts LLaMA-Factory or vLLM, or fine-tunes an encoder: out of the quick loop
 
 
 @pytest.fixture

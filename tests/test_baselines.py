@@ -1,11 +1,9 @@
 """Baselines on an easy synthetic set: each must beat chance, and write the shared result format."""
-import json
 import random
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_rows
+from conftest import ROOT, slow, write_rows
 from fewshot.baselines import cut_counts, run_all
 from fewshot.config import load_config
 from fewshot.data import build
@@ -37,7 +35,7 @@ def easy_cfg(write_config, tmp_path):
     return make
 
 
-@pytest.mark.parametrize("method", ["tfidf", "encoder", "setfit"])
+@pytest.mark.parametrize("method", ["tfidf", pytest.param("encoder", marks=slow), pytest.param("setfit", marks=slow)])
 def test_baseline_beats_chance_and_writes_shared_format(easy_cfg, method, capsys):
     cfg = easy_cfg([method])
     assert run_all(cfg) == 0
@@ -84,6 +82,7 @@ def test_a_method_reruns_only_when_its_own_settings_change(easy_cfg, capsys):
     assert heads["setfit"] != heads["balanced_C10"]  # another head reruns SetFit
 
 
+@slow
 def test_setfit_head_sweep_fits_every_head_on_one_body_on_valid(easy_cfg, tmp_path):
     """The head choice is made on the valid split; the chosen head is the one SetFit trains with."""
     from fewshot.config import SETFIT_HEADS
@@ -99,3 +98,22 @@ def test_setfit_head_sweep_fits_every_head_on_one_body_on_valid(easy_cfg, tmp_pa
     model = setfit_model(["goal team"] * 4 + ["bread soup"] * 4, ["sport"] * 4 + ["food"] * 4, 0, cfg,
                          SETFIT_HEADS["balanced_C10"])
     assert (model.model_head.C, model.model_head.class_weight) == (10.0, "balanced")
+
+
+@slow
+def test_encoder_recipe_sweep_scores_each_recipe_on_valid_with_its_step_floor(easy_cfg, tmp_path):
+    """The encoder is tuned like the LoRA recipe and SetFit's head: each recipe of
+    sweep.encoder_recipes trained and scored on valid; a step floor raises a 16-row subset's epochs."""
+    from fewshot.fileio import read_json
+    from fewshot.sweep import encoder_recipes
+    recipes = {"plain": {"baselines.encoder_epochs": 1, "baselines.encoder_min_steps": 0},
+               "floor": {"baselines.encoder_epochs": 1, "baselines.encoder_min_steps": 12,
+                         "baselines.encoder_batch_size": 8, "baselines.encoder_lr": 1e-4}}
+    cfg = easy_cfg(["encoder"], **{"sweep.out_dir": str(tmp_path / "sweep"), "sweep.sizes": [16],
+                                  "sweep.encoder_recipes": recipes})
+    assert encoder_recipes(cfg) == 0
+    out = read_json(tmp_path / "sweep" / "encoder_recipes.json")
+    rows = {r["recipe"]: r for r in out["rows"]}
+    assert out["split"] == "valid" and set(rows) == {"plain", "floor"}
+    assert rows["plain"]["epochs"] == 1 and rows["floor"]["epochs"] == 6   # 2 steps an epoch: 6 epochs = 12 steps
+    assert rows["floor"]["accuracy"] > 0.75 and out["best"] in recipes

@@ -130,7 +130,7 @@ def test_level_where_intervals_overlap_ahead_where_they_do_not(tmp_path):
     _write_runs(tmp_path, "llm_lora", [16, 32, 64, 128], n_eval=400, seed=1)
     _write_runs(tmp_path, "tfidf", [16, 32, 64, 128], n_eval=400, seed=2)
     _write_runs(tmp_path, "setfit", [16, 32, 64, 128], n_eval=400, params=(0.98, 0.5, 0.6), seed=3)
-    res = analyse(tmp_path, [0.7], n_boot=100, calibration=CAL)
+    res = analyse(tmp_path, [0.7], n_boot=60, calibration=CAL)
     by = {(c["other"], c["rows"]): c["llm_is"] for c in res["comparisons"]}
     assert all(by[("setfit", n)] == "behind" for n in (16, 32, 64, 128))
     assert sum(by[("tfidf", n)] == "level" for n in (16, 32, 64, 128)) >= 3

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODEL, needs_serve_env, needs_train_env
+from conftest import MODEL, needs_serve_env, needs_train_env, slow
 from fewshot.client import score
 from fewshot.config import load_config
 from fewshot.data import build
@@ -16,7 +16,7 @@ from fewshot.parity import compare
 from fewshot.serve import VLLMServer, free_port, new_api_key, vllm_command
 from fewshot.train import run_all as train_all
 
-pytestmark = [needs_train_env, needs_serve_env]
+pytestmark = [needs_train_env, needs_serve_env, slow]
 
 TINY = {"data.sizes": [4], "data.eval_size": 6, "data.max_tokens": 160, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
         "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,

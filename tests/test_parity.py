@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODEL, needs_serve_env, needs_train_env
+from conftest import MODEL, needs_serve_env, needs_train_env, slow
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.parity import compare
 
-pytestmark = [needs_train_env, needs_serve_env]
+pytestmark = [needs_train_env, needs_serve_env, slow]
 
 
 @pytest.fixture(scope="module")

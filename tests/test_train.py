@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, MODEL, needs_train_env
+from conftest import ROOT, MODEL, needs_train_env, slow
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import FewshotError
 from fewshot.train import lf_args, run_all, run_dir
 
-pytestmark = needs_train_env
+# only the tests that start LLaMA-Factory need its env; the pure unit tests run everywhere
+lf = [needs_train_env, slow]
 
 TINY = {"data.sizes": [4], "data.max_tokens": 160, "train.num_train_epochs": 2, "train.per_device_train_batch_size": 2,
         "train.gradient_accumulation_steps": 1, "train.learning_rate": 0.01, "train.cutoff_len": 160,
@@ -39,6 +40,8 @@ def _generate(cfg, adapter=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@lf[0]
+@lf[1]
 def test_tiny_run_trains_an_adapter_that_changes_greedy_output_and_rerun_skips(write_config, capsys):
     cfg = _cfg(write_config)
     assert run_all(cfg) == 0
@@ -58,6 +61,8 @@ def test_tiny_run_trains_an_adapter_that_changes_greedy_output_and_rerun_skips(w
     assert run_all(cfg2) == 0 and "nothing to do" in capsys.readouterr().out
 
 
+@lf[0]
+@lf[1]
 def test_killed_run_resumes_from_its_checkpoint(write_config, tmp_path):
     cfg = _cfg(write_config, **{"data.sizes": [12], "train.num_train_epochs": 1})  # 6 steps, a checkpoint each
     cmd = [sys.executable, "-m", "fewshot", "train", "--config", cfg.path]
@@ -86,6 +91,8 @@ def test_wrong_model_path_is_named(write_config, tmp_path):
         _cfg(write_config, **{"model.name_or_path": str(tmp_path / "no-such-model")})
 
 
+@lf[0]
+@lf[1]
 def test_failing_run_is_reported_and_others_go_on(write_config, capsys):
     # a LLaMA-Factory error (unknown template) in every run: each is reported with its log tail
     cfg = _cfg(write_config, **{"data.sizes": [2, 4], "model.template": "no_such_template"})
@@ -119,28 +126,30 @@ def test_fast_mode_keeps_the_effective_batch_and_drops_accumulation(write_config
     ("cpu", True, "bf16"),    # avx512_bf16 / amx_bf16: native
     ("cuda", False, "bf16"), ("cuda", True, "bf16")])
 def test_auto_precision_follows_the_hardware(write_config, monkeypatch, device, native_bf16, expected):
-    import fewshot.train as T
-    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: native_bf16)
+    import fewshot.devices as D
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.delenv("FEWSHOT_CPU_DTYPE", raising=False)
     cfg = load_config(write_config({"train.device": device, "train.precision": "auto"}))
-    assert T.device_and_precision(cfg) == (device, expected)
+    assert D.device_and_precision(cfg) == (device, expected)
     a = lf_args(cfg, "llm_train_10", "sha")
     assert a.get("bf16", False) is (expected == "bf16") and "fp16" not in a
     if device == "cpu":  # the CPU server runs the same precision
-        assert T.cpu_serving_dtype(cfg) == ("bfloat16" if native_bf16 else "float32")
+        assert D.cpu_serving_dtype(cfg) == ("bfloat16" if native_bf16 else "float32")
     pinned = load_config(cfg.path, ["train.precision=fp32"])
-    assert T.device_and_precision(pinned)[1] == "fp32" and T.cpu_serving_dtype(pinned) == "float32"
+    assert D.device_and_precision(pinned)[1] == "fp32" and D.cpu_serving_dtype(pinned) == "float32"
 
 
 def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch):
-    import fewshot.envs as E
-    monkeypatch.setattr(E, "cpu_flags", lambda: {"avx2", "fma"})
-    assert E.cpu_has_native_bf16() is False
+    import fewshot.devices as D
+    monkeypatch.setattr(D, "cpu_flags", lambda: {"avx2", "fma"})
+    assert D.cpu_has_native_bf16() is False
     for flag in ("avx512_bf16", "amx_bf16"):
-        monkeypatch.setattr(E, "cpu_flags", lambda f=flag: {"avx2", f})
-        assert E.cpu_has_native_bf16() is True
+        monkeypatch.setattr(D, "cpu_flags", lambda f=flag: {"avx2", f})
+        assert D.cpu_has_native_bf16() is True
 
 
+@lf[0]
+@lf[1]
 def test_two_concurrent_train_steps_train_each_run_exactly_once(write_config):
     cfg = _cfg(write_config, **{"data.sizes": [2, 4]})
     cmd = [sys.executable, "-m", "fewshot", "train", "--config", cfg.path]
@@ -153,6 +162,8 @@ def test_two_concurrent_train_steps_train_each_run_exactly_once(write_config):
     assert "another process trains it" in said or "already trained" in said
 
 
+@lf[0]
+@lf[1]
 def test_a_lock_left_by_a_killed_process_does_not_block_a_rerun(write_config):
     from fewshot.runs import train_lock
     cfg = _cfg(write_config, **{"data.sizes": [2]})
