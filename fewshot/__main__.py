@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-curves", type=int, default=None, help="curve-bench: LCDB curves per half (default all)")
     ap.add_argument("--boot", type=int, default=20, help="curve-bench: bootstrap draws per interval")
     ap.add_argument("--out", default="bench/results", help="curve-bench: where its table goes")
+    ap.add_argument("--text-only", action="store_true",
+                    help="curve-bench: only the --objs curves, with the committed calibration (no LCDB)")
     ap.add_argument("--write-calibration", action="store_true",
                     help="curve-bench: also replace fewshot/curve_calibration.json, which the curve step reads")
     args = ap.parse_args(argv)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "curve-bench":
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,
-                                   args.write_calibration)
+                                   args.write_calibration, args.text_only)
         if args.step == "bench":
             from .bench import run as bench_run
             return bench_run(cfg, args.name)
