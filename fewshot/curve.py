@@ -42,14 +42,22 @@ def load_calibration(path: Path = CALIBRATION) -> dict:
 
 
 def trust_at(cal: dict, ratio: float) -> dict | None:
-    """The benchmark's row for an answer `ratio` times the largest measured size: the smallest
-    benchmarked ratio at or past it (an answer inside the data is judged by the smallest one);
-    None past every benchmarked ratio."""
+    """How far to trust an answer `ratio` times the largest measured size. Inside the measured sizes
+    (ratio <= 1) it is an interpolation: {"inside": True}. Past them, the benchmark's row at the
+    smallest benchmarked ratio at or past it; None past every benchmarked ratio."""
+    if ratio <= 1:
+        return {"ratio": 1.0, "inside": True}
     rows = sorted((float(r), v) for r, v in cal.get("ratios", {}).items())
     for r, v in rows:
         if ratio <= r:
             return {"ratio": r, **v}
     return None
+
+
+def trusted(t: dict | None) -> bool:
+    """An answer is given as a number inside the data, or where 90% of benchmarked answers at its
+    ratio were within TRUST_P90."""
+    return bool(t and (t.get("inside") or t["p90_abs"] <= TRUST_P90))
 
 
 def widen_at(cal: dict, ratio: float) -> float:
@@ -231,7 +239,7 @@ def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> di
             "rows": int(math.ceil(n_star)) if reachable else None, "low": _int(lo), "high": _int(hi),
             "reachable": reachable, "ratio": ratio, "extrapolated": bool(reachable and n_star > max_n),
             "below_measured": bool(reachable and n_star < min(sizes)), "ceiling": curve.ceiling,
-            "trust": trust, "enough_data": bool(trust and trust["p90_abs"] <= TRUST_P90)}
+            "trust": trust, "enough_data": trusted(trust)}
 
 
 def compare(by_m: dict, k: int, boot_rows, seed: int) -> list[dict]:
@@ -347,6 +355,8 @@ def _trust_words(r: dict) -> str:
     if not t:
         top = max((float(x) for x in r.get("_ratios", [])), default=None)
         return "past every ratio benchmarked" + (f" ({top:g}x)" if top else "")
+    if t.get("inside"):
+        return "inside the measured sizes"
     return f"LCDB at {t['ratio']:g}x: 90% of {t['curves']} curves within {t['p90_abs']:.3f}"
 
 
@@ -398,7 +408,7 @@ def headline(res: dict) -> str:
             txt = f"its curve is above from the smallest size ({c['range'][0]} rows)"
         elif c["kind"] == "never":
             txt = f"its curve never crosses above up to {c['range'][1]} rows"
-        elif c["ratio"] > 1 and not (c.get("trust") and c["trust"]["p90_abs"] <= TRUST_P90):
+        elif not trusted(c.get("trust")):
             txt = (f"curves cross ~{c['ratio']:.0f}x past the largest size measured: not enough data to say "
                    f"({_trust_words(dict(c, _ratios=ratios))})")
         else:
@@ -483,11 +493,13 @@ def answers_table(res: dict, metric: str = "accuracy"):
         else:
             answer = f"~{r['rows']}"
         t = r.get("trust")
+        bench = ("inside the data" if t and t.get("inside") else f"{t['p90_abs']:.3f} ({t['ratio']:g}x)" if t
+                 else "no benchmark")
         rows.append({"method": name(r["method"]), "target": f"{r['target']:.0%}", "rows needed": answer,
                      f"{res.get('interval', INTERVAL):.0%} interval": (f"[{r['low'] or '?'}–{r['high'] or '∞'}]"
                                                                       if r.get("enough_data") else ""),
                      "x largest measured": f"{r['ratio']:.1f}" if r.get("ratio") else "",
-                     "benchmark: 90% of answers within": f"{t['p90_abs']:.3f} ({t['ratio']:g}x)" if t else "no benchmark"})
+                     "benchmark: 90% of answers within": bench})
     return pd.DataFrame(rows)
 
 

@@ -97,3 +97,39 @@ def training_logs(saves_dir: str | Path) -> dict[str, pd.DataFrame]:
         if rows:
             logs[p.parent.name] = pd.DataFrame(rows)
     return logs
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """Accuracy / macro-F1 per method (rows) and training size (columns), mean over seeds with the
+    seed spread (min-max accuracy) where there are several: the results table of docs/."""
+    if df.empty:
+        return ""
+    d = df.copy()
+    icl = d["method"].str.startswith(METHOD_NAMES["llm_icl"].split(" (")[0])
+    sizes = sorted(int(n) for n in d.loc[d["train_rows"] > 0, "train_rows"].unique())
+    out = ["| method | " + " | ".join(f"{n} rows" for n in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    for method, g in d.groupby("method", sort=False):
+        if (g["train_rows"] == 0).all():
+            r = g.iloc[0]
+            out.append(f"| {method} (0 rows) | {r['accuracy']:.3f} / {r['macro_f1']:.3f}, {int(r['invalid'])} invalid |"
+                       + " |" * (len(sizes) - 1))
+            continue
+        cells = []
+        for n in sizes:
+            h = g[g["train_rows"] == n]
+            if h.empty:
+                cells.append("")
+                continue
+            acc, f1 = h["accuracy"].mean(), h["macro_f1"].mean()
+            cell = f"{acc:.3f} / {f1:.3f}"
+            if len(h) > 1:
+                cell += f" ({h['accuracy'].min():.3f}-{h['accuracy'].max():.3f}, {len(h)} seeds)"
+            else:
+                cell += f" {h['acc_ci95'].iloc[0]}"
+            if icl.loc[h.index].any() and pd.notna(h["k_demos"].iloc[0]):
+                cell += f", k={int(h['k_demos'].iloc[0])}"
+            if h["invalid"].sum():
+                cell += f", {int(h['invalid'].mean())} invalid"
+            cells.append(cell)
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(out)

@@ -43,7 +43,7 @@ def test_multi_lora_scores_zero_shot_icl_and_adapter_end_to_end(trained, capsys)
     cfg = load_config(trained.path, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["eval.mode=multi_lora",
                                                                                          "eval.icl=true"])
     assert run_all(cfg) == 0
-    for name in ("zero_shot", "zero_shot_constrained", "icl_4", "llm_train_4"):
+    for name in ("zero_shot", "zero_shot_constrained", "icl_4", "icl_4_constrained", "llm_train_4"):
         res = json.loads((Path(cfg.eval.out_dir) / f"{name}.json").read_text())
         assert res["n_eval"] == 6 and res["mode"] == "multi_lora" and res["split"] == "valid"
         assert 0 <= res["metrics"]["accuracy"] <= 1 and "confusion_matrix" in res["metrics"]
@@ -56,6 +56,9 @@ def test_multi_lora_scores_zero_shot_icl_and_adapter_end_to_end(trained, capsys)
     icl = json.loads((Path(cfg.eval.out_dir) / "icl_4.json").read_text())
     assert icl["method"] == "llm_icl" and icl["icl"]["k"] == 4 and icl["icl"]["rows"] == [0, 1, 2, 3]
     assert 0 < icl["icl"]["tokens"] <= icl["icl"]["budget"] and icl["train_rows"] == 4
+    icl_c = json.loads((Path(cfg.eval.out_dir) / "icl_4_constrained.json").read_text())
+    assert icl_c["method"] == "llm_icl_constrained" and icl_c["constrained"] and icl_c["icl"] == icl["icl"]
+    assert icl_c["metrics"]["invalid"] == 0  # the same demonstrations, answers restricted to the labels
     free = json.loads((Path(cfg.eval.out_dir) / "zero_shot.json").read_text())
     fixed = json.loads((Path(cfg.eval.out_dir) / "zero_shot_constrained.json").read_text())
     assert free["method"] == "llm_zero_shot" and not free["constrained"]
