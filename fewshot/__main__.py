@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import load_config
+from .config import load_config, save_resolved
 from .errors import FewshotError
 
+RESOLVED_NEXT_TO = {"data": lambda c: c.data.out_dir, "train": lambda c: c.train.out_dir,
+                    "eval": lambda c: c.eval.out_dir, "baselines": lambda c: c.eval.out_dir,
+                    "sweep": lambda c: c.sweep.out_dir}
 STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench")
 
 
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.step in RESOLVED_NEXT_TO:  # the config each step ran with, beside what it wrote
+            save_resolved(cfg, RESOLVED_NEXT_TO[args.step](cfg))
         if args.step == "data":
             from .data import build
             m = build(cfg)
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             return curve_run(cfg)
         if args.step == "report":
             from .report import render
-            return render(cfg, args.overrides)
+            return render(cfg)
         if args.step == "curve-bench":
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,

@@ -107,3 +107,13 @@ def test_the_configuration_reference_lists_every_key_and_no_other():
     listed = re.findall(r"^\| `([a-z_.]+)` \|", doc, flags=re.M)
     assert len(listed) == len(set(listed)), "a key is listed twice"
     assert set(listed) == keys, (sorted(keys - set(listed)), sorted(set(listed) - keys))
+
+
+def test_the_resolved_config_loads_back_to_the_same_config(tmp_path):
+    """What a step writes beside its outputs (config.resolved.yaml) is the config it ran with,
+    overrides included: a later process loads that file, not the original plus strings."""
+    from fewshot.config import save_resolved
+    cfg = load_config("configs/demo.yaml", ["data.source=mine.csv", "report.targets=[0.55]"])
+    p = save_resolved(cfg, tmp_path)
+    back = load_config(p)
+    assert back.hash() == cfg.hash() and back.data.source == "mine.csv" and back.report.targets == [0.55]

@@ -36,7 +36,8 @@ def _cfg(write_config, tmp_path):
 
 
 def test_report_executes_and_writes_every_figure(write_config, tmp_path):
-    cfg = _cfg(write_config, tmp_path)
+    # a --set value reaches the notebook: it loads the resolved config the step writes, not the file
+    cfg = load_config(write_config({"eval.bootstrap": 50}), ["report.targets=[0.55,0.65]"])
     _make_run(cfg, "zero_shot", 0, 0.3, invalid=5)
     for n, acc in ((10, 0.5), (30, 0.7)):
         for s in (0, 1):
@@ -57,6 +58,8 @@ def test_report_executes_and_writes_every_figure(write_config, tmp_path):
     assert html.count("data:image/png;base64") >= 5  # the figures inline
     assert "I think it is about physics" in html  # the invalid answers
     assert "Traceback" not in html
+    assert json.loads((out / "labels_needed.json").read_text())["targets"] == [0.55, 0.65]
+    assert load_config(out / "config.resolved.yaml").hash() == cfg.hash()
 
 
 def test_report_with_nothing_says_so(write_config, tmp_path):
