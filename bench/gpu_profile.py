@@ -1,5 +1,5 @@
 """Where a LoRA training step's time goes on a GPU: wall time per micro-step against the time the
-GPU spends in kernels (torch.profiler), at the seed's micro-batch (2, gradient checkpointing on)
+GPU spends in kernels (torch.profiler), at the original study's micro-batch (2, gradient checkpointing on)
 and the fast mode's (8, off). Wall time far above kernel time means the step is bound by launch
 and Python overhead, not by the card; comparing with LLaMA-Factory's samples/s shows the Trainer's
 own share. Prints one JSON object.

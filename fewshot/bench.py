@@ -1,6 +1,6 @@
 """Benchmarks that print figures (never timed tests): `python -m fewshot bench <name>`.
 
-client   the project's client vs. the seed's (one request at a time) vs. an open-loop saturated
+client   the project's client vs. the original study's (one request at a time) vs. an open-loop saturated
          run at high concurrency, on one running vLLM server and the same prompts
 serving  wall time to score the demo's runs in each serving mode, server start-up included
 train    samples/s and tokens/s of one demo run in fp32 and bf16, and peak memory
@@ -62,7 +62,7 @@ def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = Non
 # ---------------------------------------------------------------- client
 
 def bench_client(cfg: Config, n_rows: int = 96) -> int:
-    """Same server, same prompts: seed-style sequential client, ours (fewshot.client.score, the
+    """Same server, same prompts: original-study-style sequential client, ours (fewshot.client.score, the
     predictions file and all), and an open-loop flood with the raw OpenAI client."""
     import tempfile
 
@@ -79,10 +79,10 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
         llm.invoke(to_langchain(rows[0]))  # warm-up
         seq = rows[: max(16, n_rows // 4)]
         t0 = time.time()
-        for r in seq:  # the seed's way: one request at a time, chain.invoke
+        for r in seq:  # the original study's way: one request at a time, chain.invoke
             llm.invoke(to_langchain(r))
-        seed_rps = len(seq) / (time.time() - t0)
-        out.append({"client": "seed (1 in flight)", "rows": len(seq), "req_per_s": round(seed_rps, 2)})
+        sequential_rps = len(seq) / (time.time() - t0)
+        out.append({"client": "original study (1 in flight)", "rows": len(seq), "req_per_s": round(sequential_rps, 2)})
 
         labels = load_manifest(cfg)["labels"]
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +93,7 @@ def bench_client(cfg: Config, n_rows: int = 96) -> int:
         # vLLM's limit: the raw OpenAI client, every request sent at once (open loop), no langchain
         limit = asyncio.run(_raw_flood(url, rows, cfg.eval.max_tokens))
         out.append({"client": f"raw open loop ({len(rows)} in flight)", "rows": len(rows), "req_per_s": round(limit, 2)})
-    return _report("client", out, f"project/seed = {ours / seed_rps:.2f}x, project/vLLM-limit = {ours / limit:.2f}")
+    return _report("client", out, f"project/original = {ours / sequential_rps:.2f}x, project/vLLM-limit = {ours / limit:.2f}")
 
 
 async def _raw_flood(base_url: str, rows: list[dict], max_tokens: int) -> float:

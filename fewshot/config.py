@@ -69,7 +69,7 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     # Same effective batch, lr and epochs, fewer and larger steps: micro-batch = batch x accumulation,
     # no accumulation, no gradient checkpointing, length-grouped batches (less padding). For GPUs
-    # with memory to spare; a small model is launch-overhead bound at the seed's micro-batch of 2.
+    # with memory to spare; a small model is launch-overhead bound at the original study's micro-batch of 2.
     fast: bool = False
     gpus: Optional[int] = None        # cards to spread runs over, one run each (None = every visible one)
     extra: dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory key, passed through

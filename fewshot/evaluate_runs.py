@@ -1,8 +1,8 @@
 """The eval step: serve every trained adapter (and the base model as the zero-shot point, n = 0)
 with a real vLLM server, score the evaluation split through the client, and write
-`objs/<run>.pkl` (the seed's EvalData fields) and `objs/<run>.json` (the same numbers + manifest).
+`objs/<run>.pkl` (the original study's EvalData fields) and `objs/<run>.json` (the same numbers + manifest).
 
-Serving modes (eval.mode): per_adapter (the seed's way: one LoRA server per run), multi_lora
+Serving modes (eval.mode): per_adapter (the original study's way: one LoRA server per run), multi_lora
 (one server holding every adapter), merged (llamafactory-cli export per run, served plain)."""
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from .provenance import run_manifest
 
 @dataclass
 class EvalData:
-    """The seed's result object (same field names), kept so its notebooks can read ours."""
+    """The original study's result object (same field names), kept so its notebooks can read ours."""
     name: str
     in_cnt: int = 0
     not_in_cnt: int = 0

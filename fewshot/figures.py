@@ -8,12 +8,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import METHOD_NAMES, SEED_PUBLISHED, ZERO_SHOT_METHODS
+from .results import METHOD_NAMES, ORIGINAL_PUBLISHED, ZERO_SHOT_METHODS
 
 COLORS = {"LLM + LoRA": "#d62728", "LLM in-context (free answer)": "#e377c2",
           "LLM in-context (label-constrained)": "#8c564b", "LLM zero-shot (free answer)": "#7f7f7f",
           "LLM zero-shot (label-constrained)": "#17becf", "TF-IDF + LogReg": "#1f77b4",
-          "Encoder fine-tune": "#2ca02c", "SetFit": "#9467bd", "Seed (GLM-4-9B, published)": "#ff7f0e"}
+          "Encoder fine-tune": "#2ca02c", "SetFit": "#9467bd", "Original study (GLM-4-9B, published)": "#ff7f0e"}
 DPI = 150
 
 
@@ -24,7 +24,7 @@ def _save(fig, out_dir, name: str):
     return fig
 
 
-def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curves: dict | None = None):
+def learning_curve(df: pd.DataFrame, out_dir=None, show_original: bool = False, curves: dict | None = None):
     """Accuracy and macro-F1 against train rows (log x): every run's point, the mean over seeds, the
     fitted curve through them with its 90% band (dashed past the largest measured size, out to the
     farthest ratio the curve benchmark measured), the zero-shot points as horizontal lines."""
@@ -62,9 +62,9 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_seed: bool = False, curv
                 ax.plot(line["x"][inside], line["y"][inside], "-", color=color, lw=1.5)
                 ax.plot(line["x"][~inside], line["y"][~inside], "--", color=color, lw=1.2)
                 ax.fill_between(line["x"], line["low"], line["high"], color=color, alpha=0.12, lw=0)
-        if show_seed:
-            ax.plot(SEED_PUBLISHED["train_rows"], SEED_PUBLISHED[metric], "s:", color=COLORS["Seed (GLM-4-9B, published)"],
-                    label="Seed (GLM-4-9B, published)")
+        if show_original:
+            ax.plot(ORIGINAL_PUBLISHED["train_rows"], ORIGINAL_PUBLISHED[metric], "s:", color=COLORS["Original study (GLM-4-9B, published)"],
+                    label="Original study (GLM-4-9B, published)")
         for t in (curves or {}).get("targets", []):
             ax.axhline(t, color="#bbbbbb", lw=0.6, zorder=0)
         ax.set_xscale("log")
@@ -92,7 +92,7 @@ def _split(df: pd.DataFrame) -> str:
 
 
 def radar(df: pd.DataFrame, out_dir=None):
-    """The seed's radar chart: accuracy and macro P/R/F1, one polygon per LLM run (mean over seeds)."""
+    """The original study's radar chart: accuracy and macro P/R/F1, one polygon per LLM run (mean over seeds)."""
     metrics = ["accuracy", "macro_precision", "macro_recall", "macro_f1"]
     llm = df[df["method"].isin([METHOD_NAMES["llm_lora"], *ZERO_SHOT_METHODS])]
     llm = llm.groupby("train_rows")[metrics].mean().reset_index()

@@ -9,13 +9,13 @@ import pandas as pd
 
 from .fileio import read_jsonl
 
-# The seed's published validation numbers (GLM-4-9B-Chat, patent abstracts, 5000 rows).
-SEED_PUBLISHED = pd.DataFrame({
+# The original study's published validation numbers (GLM-4-9B-Chat, patent abstracts, 5000 rows).
+ORIGINAL_PUBLISHED = pd.DataFrame({
     "train_rows": [100, 500, 1000, 2000],
     "accuracy": [0.411, 0.600, 0.640, 0.684],
     "macro_f1": [0.367, 0.496, 0.567, 0.645],
 })
-SEED_SOURCE = "ccdv/patent-classification"
+ORIGINAL_SOURCE = "ccdv/patent-classification"
 
 METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_icl": "LLM in-context (free answer)",
                 "llm_icl_constrained": "LLM in-context (label-constrained)",

@@ -23,7 +23,7 @@ def _suffix(seed: int, first_seed: int) -> str:
 
 
 def train_file_name(size: int, seed: int, data_cfg) -> str:
-    """llm_train_{n} for the first seed (the seed study's own names), llm_train_{n}_s{seed} otherwise."""
+    """llm_train_{n} for the first seed (the original study's own names), llm_train_{n}_s{seed} otherwise."""
     return f"llm_train_{size}{_suffix(seed, data_cfg.seeds[0])}"
 
 

@@ -1,12 +1,12 @@
 """Synthetic rows for fast unit tests only (`data.source: synthetic`): random keyword soup under
-the seed's 9 CPC section names, with its class imbalance and label noise. Random words carry no
+the original study's 9 CPC section names, with its class imbalance and label noise. Random words carry no
 meaning a pre-trained model can use, so no study result is ever drawn from them; the embedded
 default is real text (fewshot/corpus/debian_sections.py)."""
 from __future__ import annotations
 
 import random
 
-# (name, train share) in the seed's label order.
+# (name, train share) in the original study's label order.
 SECTIONS = [
     ("Human Necessities", 0.14),
     ("Performing Operations; Transporting", 0.13),

@@ -13,7 +13,7 @@ def test_demo_and_paper_presets_load():
     assert len(sizes) >= 3 and sizes[-1] >= 8 * sizes[0]
     assert paper.data.sizes == [100, 500, 1000, 2000]
     assert paper.data.eval_size is None and paper.model.template == "glm4" and paper.eval.split == "valid"
-    # the seed's hyper-parameters
+    # the original study's hyper-parameters
     t = paper.train
     assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.learning_rate, t.num_train_epochs) == (8, 16, 0.0, 5e-5, 3.0)
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.cutoff_len) == (2, 4, 1024)
