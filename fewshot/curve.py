@@ -464,8 +464,8 @@ def verdict(res: dict) -> list[str]:
     mixed = [o for o, g in groups.items() if g["ahead"] and g["behind"]]
     said = []
     if worse:
-        said.append(f"not worth it over {' and '.join(name(o) for o in worse)} at the sizes measured (behind at some, "
-                    f"never ahead)")
+        said.append(f"never ahead of {' and '.join(name(o) for o in worse)} at a measured size (behind at some, level "
+                    f"at the rest): not shown to be worth it over them here")
     if level:
         said.append(f"level with {' and '.join(name(o) for o in level)} at every size measured")
     if better:
