@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Score the GPU-trained paper-size adapters (saves/paper_h100, from bench/gpu_device.sh paper) on this
-# CPU with the normal eval.sh on the test split, then the baselines at the same sizes and the report.
-# Encoder and SetFit use the demo's settings (4 epochs, 1 pair iteration): the config defaults (10, 5)
-# would take ~3 h on 2 CPU cores at these sizes. Finished runs are skipped, so it can be rerun to add methods or seeds:
+# CPU with the normal eval.sh on the test split, then the baselines at the same sizes and the report;
+# every setting is in configs/paper_debian.yaml.
+# Finished runs are skipped, so it can be rerun to add methods or seeds:
 #   METHODS='["setfit","encoder"]' SEEDS='[0]' bash bench/paper_cpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 METHODS=${METHODS:-'["tfidf","setfit","encoder"]'} SEEDS=${SEEDS:-'[0]'}
-export CONFIG=configs/paper.yaml
+export CONFIG=configs/paper_debian.yaml
 # the paper preset trains fp16 (GPU), which a CPU server runs as float32; bf16 only where native
 .venv/bin/python -c "from fewshot.devices import cpu_has_native_bf16 as n; exit(not n())" && export FEWSHOT_CPU_DTYPE=bfloat16
-export FEWSHOT_SET="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2;data.source=debian;data.max_tokens=1024;data.out_dir=data/paper;train.out_dir=saves/paper_h100;train.log_dir=logs/paper;eval.out_dir=objs/paper;eval.merged_dir=saves/paper_h100/merged;eval.split=test;eval.mode=merged;eval.server_args=[\"--enforce-eager\"];report.out_dir=report/paper;baselines.seeds=$SEEDS;baselines.methods=$METHODS;baselines.encoder_epochs=4;baselines.setfit_iterations=1"
+export FEWSHOT_SET="baselines.seeds=$SEEDS;baselines.methods=$METHODS"
 t0=$SECONDS
 .venv/bin/python -m fewshot data --config $CONFIG
 bash eval.sh; echo "[paper] eval $((SECONDS - t0)) s"

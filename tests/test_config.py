@@ -117,3 +117,12 @@ def test_the_resolved_config_loads_back_to_the_same_config(tmp_path):
     p = save_resolved(cfg, tmp_path)
     back = load_config(p)
     assert back.hash() == cfg.hash() and back.data.source == "mine.csv" and back.report.targets == [0.55]
+
+
+def test_every_shipped_config_loads():
+    """Each study, the bench's paper-size run included, is a config file that loads and validates."""
+    from pathlib import Path
+    names = sorted(p.name for p in Path("configs").glob("*.yaml"))
+    assert {"demo.yaml", "demo_3seeds.yaml", "paper.yaml", "paper_debian.yaml"} <= set(names)
+    for n in names:
+        load_config(f"configs/{n}")
