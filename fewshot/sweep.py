@@ -14,6 +14,14 @@ from .fileio import atomic_write_json, read_json
 from .runs import out_paths, run_names
 
 
+def best_by_mean_accuracy(rows: list[dict], key: str) -> str:
+    """Every sweep's rule, fixed before it runs: the candidate (rows[i][key]) with the best mean accuracy."""
+    means: dict[str, list[float]] = {}
+    for r in rows:
+        means.setdefault(r[key], []).append(r["accuracy"])
+    return max(means, key=lambda k: sum(means[k]) / len(means[k]))
+
+
 def recipe_config(cfg: Config, name: str) -> Config:
     sw = cfg.sweep
     base = Path(sw.out_dir) / name
@@ -50,10 +58,7 @@ def run(cfg: Config) -> int:
     print(f"{'recipe':<28}{'rows':>6}{'epochs':>8}{'accuracy':>10}{'macro-F1':>10}{'train s':>9}")
     for r in rows:
         print(f"{r['recipe']:<28}{r['rows']:>6}{r['epochs']:>8}{r['accuracy']:>10}{r['macro_f1']:>10}{r['train_s']:>9}")
-    means = {}
-    for r in rows:
-        means.setdefault(r["recipe"], []).append(r["accuracy"])
-    best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+    best = best_by_mean_accuracy(rows, "recipe")
     print(f"[sweep] best mean accuracy on {cfg.sweep.split}: {best}")
     atomic_write_json(Path(cfg.sweep.out_dir) / "sweep.json", {"split": cfg.sweep.split, "rows": rows, "best": best,
                                                               "recipes": cfg.sweep.recipes})
@@ -94,10 +99,7 @@ def setfit_heads(cfg: Config) -> int:
                          **head_scores(params, etx, ty, evx, vy, labels)})
             print(f"[sweep] setfit head {name:<14}{n:>6} rows  accuracy {rows[-1]['accuracy']:.3f}  "
                   f"macro-F1 {rows[-1]['macro_f1']:.3f}", flush=True)
-    means = {}
-    for r in rows:
-        means.setdefault(r["head"], []).append(r["accuracy"])
-    best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+    best = best_by_mean_accuracy(rows, "head")
     print(f"[sweep] best SetFit head by mean accuracy on {sw.split}: {best} (config: baselines.setfit_head)")
     atomic_write_json(Path(sw.out_dir) / "setfit_heads.json", {"split": sw.split, "rows": rows, "best": best,
                                                               "heads": SETFIT_HEADS, "data": cfg.data.out_dir})
@@ -133,10 +135,7 @@ def encoder_recipes(cfg: Config) -> int:
                          "macro_f1": round(m["macro_f1"], 3), "seconds": round(time.time() - t0, 1)})
             print(f"[sweep] encoder {name:<18}{n:>6} rows  {rows[-1]['epochs']:>6} epochs  accuracy "
                   f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({rows[-1]['seconds']} s)", flush=True)
-    means = {}
-    for r in rows:
-        means.setdefault(r["recipe"], []).append(r["accuracy"])
-    best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+    best = best_by_mean_accuracy(rows, "recipe")
     print(f"[sweep] best encoder recipe by mean accuracy on {sw.split}: {best} {sw.encoder_recipes[best]}")
     atomic_write_json(Path(sw.out_dir) / "encoder_recipes.json", {"split": sw.split, "rows": rows, "best": best,
                                                                  "recipes": sw.encoder_recipes})
