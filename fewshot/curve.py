@@ -249,17 +249,22 @@ def compare(by_m: dict, k: int, boot_rows, seed: int) -> list[dict]:
     if LLM not in by_m:
         return out
     llm_sizes = {p.n for p in by_m[LLM]}
+    cache: dict[tuple, tuple] = {}
+
+    def estimate(who: str, n: int) -> tuple:  # (mean, low, high) of one method at one size, computed once
+        if (who, n) not in cache:
+            group = [p for p in by_m[who] if p.n == n]
+            mean = float(np.mean(_series(group, k, "accuracy")[1]))
+            draws = [float(np.mean(_series(group, k, "accuracy", rows, np.random.default_rng(seed + 7 + i))[1]))
+                     for i, rows in enumerate(boot_rows)]
+            cache[(who, n)] = (mean, *_ci(draws)) if draws else (mean, mean, mean)
+        return cache[(who, n)]
+
     for m, pts in by_m.items():
         if m == LLM or m in ICL_METHODS:
             continue
         for n in sorted(llm_sizes & {p.n for p in pts}):
-            est = {}
-            for who, group in ((LLM, [p for p in by_m[LLM] if p.n == n]), (m, [p for p in pts if p.n == n])):
-                mean = float(np.mean(_series(group, k, "accuracy")[1]))
-                draws = [float(np.mean(_series(group, k, "accuracy", rows, np.random.default_rng(seed + 7 + i))[1]))
-                         for i, rows in enumerate(boot_rows)]
-                est[who] = (mean, *_ci(draws)) if draws else (mean, mean, mean)
-            (a, alo, ahi), (b, blo, bhi) = est[LLM], est[m]
+            (a, alo, ahi), (b, blo, bhi) = estimate(LLM, n), estimate(m, n)
             verdict = "level" if alo <= bhi and blo <= ahi else ("ahead" if a > b else "behind")
             out.append({"other": m, "rows": n, "llm": a, "llm_interval": [alo, ahi], "other_acc": b,
                         "other_interval": [blo, bhi], "llm_is": verdict})
