@@ -67,6 +67,9 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda
     precision: str = "auto"           # auto | bf16 | fp16 | fp32
     gradient_checkpointing: bool = True
+    # Vocabulary logits only from the first labelled position on (fewshot/lf_train.py): the same loss
+    # and gradients without the logits of the prompt's tokens, ~a quarter of a small model's CPU step.
+    labelled_logits_only: bool = True
     # Same effective batch, lr and epochs, fewer and larger steps: micro-batch = batch x accumulation,
     # no accumulation, no gradient checkpointing, length-grouped batches (less padding). For GPUs
     # with memory to spare; a small model is launch-overhead bound at the original study's micro-batch of 2.
@@ -83,6 +86,8 @@ class EvalConfig:
     constrained: bool = False         # LoRA runs: structured outputs restrict answers to the labels (in-context runs get both)
     icl: bool = False                 # also score the base model with each subset as in-context demonstrations
     icl_max_tokens: Optional[int] = None  # demonstration budget; None = served context - longest row - answer
+    icl_sizes: Any = "all"            # the subsets scored in context: all | smallest | a list of data.sizes
+    icl_free: bool = True             # in-context runs: also score free-form answers (label-constrained always)
     # Requests in flight. 64 keeps a CPU server saturated on both CPU kinds measured (16 reached
     # 0.82-0.85 of the open-loop limit on an AVX-512 BF16 EPYC); a GPU server wants more.
     concurrency: int = 64
@@ -323,6 +328,12 @@ def _validate(cfg: Config, where: str) -> None:
                           f"got {d.max_tokens}")
     if cfg.eval.icl_max_tokens is not None and cfg.eval.icl_max_tokens <= 0:
         raise ConfigError(f"{where}: 'eval.icl_max_tokens' must be positive or null")
+    at = cfg.eval.icl_sizes
+    if not (at in ("all", "smallest") or (isinstance(at, list) and at and all(isinstance(n, int) for n in at))):
+        raise ConfigError(f"{where}: 'eval.icl_sizes' must be all, smallest or a list of sizes, got {at!r}")
+    extra = sorted(set(at) - set(d.sizes)) if isinstance(at, list) else []
+    if extra:
+        raise ConfigError(f"{where}: 'eval.icl_sizes' {extra} are not in 'data.sizes' {sorted(d.sizes)}")
     if cfg.eval.concurrency < 1:
         raise ConfigError(f"{where}: 'eval.concurrency' must be >= 1")
     for m in cfg.baselines.methods:

@@ -193,9 +193,11 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                                       "trust": trust_at(cal, ratio) if ratio else None})
     out["comparisons"] = compare(by_m, k, boot_rows, seed)
     out["cost"] = cost_table(points, out["labels_needed"])
-    out["icl"] = [{"rows": r["train_rows"], "seed": r.get("seed"), **{k: r["icl"].get(k) for k in (
-        "k", "budget", "tokens", "budget_sets_k", "same_for")}}
-        for r in load_results(objs_dir) if r["method"] == "llm_icl" and r.get("icl")]
+    icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in load_results(objs_dir)
+           if r["method"] in ICL_METHODS and r.get("icl")}  # the free and constrained runs share their info
+    out["icl"] = [{"rows": n, "seed": s, **{k: info.get(k) for k in ("k", "budget", "tokens", "budget_sets_k",
+                                                                        "same_for")}}
+                  for (n, s), info in sorted(icl.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
     return out
 
 

@@ -7,8 +7,8 @@ When the n rows do not fit the token budget (eval.icl_max_tokens; by default the
 less the longest evaluation prompt and the answer), a deterministic subset that fits is taken
 class by class, round robin, so that as many classes as possible are shown first.
 
-Each subset is scored twice, free and label-constrained (like the zero-shot pair), so the curve
-shows what the demonstrations teach beyond the answer format. A point is one measurement: when the
+Each subset is scored label-constrained, and free-form too unless eval.icl_free is off (like the
+zero-shot pair), so the curve shows what the demonstrations teach beyond the answer format. A point is one measurement: when the
 budget, not the subset, sets k and two subsets yield the very same demonstrations, they are scored
 once, under the smaller subset's name, which records the other sizes in `same_for`."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .config import Config
 from .manifest import load_manifest
 from .errors import FewshotError
 from .prompt import chat_messages
-from .runs import Run, eval_file_name, icl_name, train_file_name
+from .runs import Run, eval_file_name, icl_answer_modes, icl_name, icl_sizes, train_file_name
 from .tokens import prompt_len, tokenizer
 
 
@@ -67,7 +67,8 @@ def choose_demos(demos: list[dict], costs: list[int], budget: int) -> list[int]:
 
 
 def icl_runs(cfg: Config) -> list:
-    """Two Runs (free, constrained) per distinct demonstration set of the config's (size, seed)s."""
+    """A label-constrained Run (and a free-form one, eval.icl_free) per distinct demonstration set of
+    the (size, seed)s scored in context (eval.icl_sizes)."""
     manifest = load_manifest(cfg)
     split = eval_file_name(cfg.eval.split)
     tokens = manifest["files"][split].get("tokens", {})
@@ -85,7 +86,7 @@ def icl_runs(cfg: Config) -> list:
     probe = json.loads((data / f"{split}.json").read_text(encoding="utf-8"))[0]
     runs, seen = [], {}
     for seed in cfg.data.seeds:
-        for n in sorted(cfg.data.sizes):
+        for n in icl_sizes(cfg):
             fname = train_file_name(n, seed, cfg.data)
             subset = json.loads((data / f"{fname}.json").read_text(encoding="utf-8"))
             costs = demo_costs(tok, subset, probe)
@@ -100,7 +101,8 @@ def icl_runs(cfg: Config) -> list:
             info = {"k": len(idx), "of": n, "tokens": used, "budget": budget, "rows": idx,
                     "budget_sets_k": len(idx) < n, "same_for": [],
                     "classes": len({d["output"] for d in demos}), "train_file": f"{fname}.json"}
-            pair = [Run(icl_name(n, seed, cfg.data, c), n, seed, None, key, "icl", c, demos, info) for c in (False, True)]
-            seen[same] = pair[0]  # both share one info dict
+            pair = [Run(icl_name(n, seed, cfg.data, c), n, seed, None, key, "icl", c, demos, info)
+                    for c in icl_answer_modes(cfg)]
+            seen[same] = pair[0]  # the pair shares one info dict
             runs += pair
     return runs

@@ -44,12 +44,24 @@ def run_names(cfg) -> list[tuple[str, int, int]]:
     return [(train_file_name(n, s, cfg.data), n, s) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
 
 
+def icl_sizes(cfg) -> list[int]:
+    """The subset sizes scored in context: eval.icl_sizes (all, smallest or a list)."""
+    at = cfg.eval.icl_sizes
+    sizes = sorted(cfg.data.sizes)
+    return sizes if at == "all" else sizes[:1] if at == "smallest" else sorted(at)
+
+
+def icl_answer_modes(cfg) -> tuple[bool, ...]:
+    """constrained=False/True for each in-context run: label-constrained always, free-form if asked."""
+    return (False, True) if cfg.eval.icl_free else (True,)
+
+
 def eval_names(cfg) -> list[str]:
     """Every run the eval step scores for this config, trained yet or not, in a fixed order."""
     names = [ZERO_SHOT, ZERO_SHOT_CONSTRAINED] if cfg.eval.zero_shot else []
     if cfg.eval.icl:
-        names += [icl_name(n, s, cfg.data, c) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)
-                  for c in (False, True)]
+        names += [icl_name(n, s, cfg.data, c) for s in cfg.data.seeds for n in icl_sizes(cfg)
+                  for c in icl_answer_modes(cfg)]
     return names + [name for name, _, _ in run_names(cfg)]
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .devices import has_gpu
+from .devices import cpu_serving_env, has_gpu
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 
@@ -82,7 +82,7 @@ class VLLMServer:
         self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
         key = {"VLLM_API_KEY": self.api_key} if self.api_key else {}
         self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
-                                                                             **key))
+                                                                             **cpu_serving_env(), **key))
         try:
             self._wait_ready()
         except BaseException:

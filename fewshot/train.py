@@ -1,9 +1,9 @@
 """The train step: one LoRA adapter per (size, seed) with real LLaMA-Factory in the training env.
 
 Each run gets `saves/<run>/train.yaml` (LLaMA-Factory's own example layout) and one
-`llamafactory-cli train` call. A run is finished only when its adapter files and `done.json`
-(holding the run's hash) exist; a changed config or data file retrains it, an interrupted run
-resumes from its last checkpoint, and Ctrl-C or `kill` stops the trainer's process group."""
+`llamafactory-cli train` call (through fewshot/lf_train.py, which spares the prompt's logits). A
+run is finished only when its adapter files and `done.json` (holding the run's hash) exist; a
+changed config or data file retrains it, an interrupted run resumes from its last checkpoint, and Ctrl-C or `kill` stops the trainer's process group."""
 from __future__ import annotations
 
 import json
@@ -89,6 +89,8 @@ def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
         args["train_sampling_strategy"] = "group_by_length"
     args.update(t.extra)
     args["_fewshot_data_sha256"] = data_sha  # hashed, then removed before writing
+    if t.labelled_logits_only:  # same loss, other float rounding: a run trained the other way is retrained
+        args["_fewshot_labelled_logits_only"] = True
     return args
 
 
@@ -124,6 +126,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     args = lf_args(cfg, name, data_sha, size)
     h = run_hash(args)
     args.pop("_fewshot_data_sha256")
+    args.pop("_fewshot_labelled_logits_only", None)
     out = run_dir(cfg, name)
     if is_done(cfg, name, h):
         return "skipped"
@@ -138,7 +141,9 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     atomic_write_text(out / "train.yaml", yaml.safe_dump(args, sort_keys=False))
 
     log = Path(cfg.train.log_dir) / f"{name}.train.log"
-    cmd = [env_bin("train", "llamafactory-cli"), "train", str((out / "train.yaml").resolve())]
+    yaml_path = str((out / "train.yaml").resolve())
+    cmd = ([env_bin("train", "python"), "-m", "fewshot.lf_train", yaml_path] if cfg.train.labelled_logits_only
+           else [env_bin("train", "llamafactory-cli"), "train", yaml_path])
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
           + (f", GPU {gpu}" if gpu is not None else "") + f" (log: {log})", flush=True)
     t0 = time.time()

@@ -84,3 +84,22 @@ def test_icl_runs_come_in_pairs_and_the_same_demonstrations_are_one_point(write_
     runs = icl_runs(override(cfg, ["eval.icl_max_tokens=100000"]))
     assert [r.name for r in runs] == ["icl_10", "icl_10_constrained", "icl_30", "icl_30_constrained"]
     assert [r.icl["k"] for r in runs[::2]] == [10, 30] and not runs[0].icl["budget_sets_k"]
+    # eval.icl_sizes / eval.icl_free: only the sizes asked for, label-constrained only; the eval
+    # step's list of runs (eval_names) names exactly the runs icl_runs builds
+    from fewshot.runs import eval_names
+    small = override(cfg, ["eval.icl_max_tokens=100000", "eval.icl_sizes=[30]", "eval.icl_free=false"])
+    runs = icl_runs(small)
+    assert [(r.name, r.constrained) for r in runs] == [("icl_30_constrained", True)]
+    assert [n for n in eval_names(small) if n.startswith("icl_")] == ["icl_30_constrained"]
+    smallest = override(cfg, ["eval.icl_max_tokens=100000", "eval.icl_sizes=smallest"])
+    assert [r.name for r in icl_runs(smallest)] == ["icl_10", "icl_10_constrained"]
+    assert [n for n in eval_names(smallest) if n.startswith("icl_")] == ["icl_10", "icl_10_constrained"]
+
+
+def test_icl_sizes_must_be_sizes_of_the_config(write_config):
+    import pytest
+    from fewshot.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=r"eval.icl_sizes.*\[20\].*not in 'data.sizes'"):
+        load_config(write_config({"eval.icl": True, "eval.icl_sizes": [20]}))
+    with pytest.raises(ConfigError, match=r"eval.icl_sizes.*all, smallest"):
+        load_config(write_config({"eval.icl": True, "eval.icl_sizes": "largest"}))

@@ -174,3 +174,40 @@ def test_a_lock_left_by_a_killed_process_does_not_block_a_rerun(write_config):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert run_all(cfg) == 0 and (run_dir(cfg, "llm_train_2") / "done.json").exists()
+
+
+def test_labelled_logits_keep_every_labelled_token_and_its_predicting_logit():
+    import torch
+    from fewshot.lf_train import IGNORE, keep_from_labels
+    labels = torch.full((2, 10), IGNORE)
+    labels[0, 6:8] = 5          # row 0: answer at 6-7, then right padding
+    labels[1, 8:10] = 7         # row 1: answer at the end
+    keep = keep_from_labels(labels)
+    assert keep == 5            # from position 5 (predicts 6) to the end
+    assert (labels[:, :-keep] == IGNORE).all() and labels[:, -keep][0] == IGNORE
+    assert keep_from_labels(torch.full((1, 6), IGNORE)) == 0       # nothing labelled: keep all
+    first = torch.full((1, 6), IGNORE)
+    first[0, 0] = 3                                                # labelled at 0: nothing to cut
+    assert keep_from_labels(first) == 0
+
+
+@lf[0]
+@lf[1]
+def test_labelled_logits_give_the_full_loss_and_gradients():
+    """The trainer patch on the real model, in the training env: one padded batch, LoRA gradients."""
+    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.lf_train", "--check", str(MODEL)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0 < r["keep"] < 40
+    assert abs(r["loss_full"] - r["loss_tail"]) <= 1e-5 * abs(r["loss_full"])
+    assert r["grad_max_abs"] > 0 and r["grad_max_abs_diff"] <= 1e-5 * r["grad_max_abs"]
+
+
+def test_turning_labelled_logits_off_retrains_the_run(write_config):
+    cfg = load_config(write_config())
+    on, off = lf_args(cfg, "llm_train_10", "sha"), lf_args(load_config(cfg.path, ["train.labelled_logits_only=false"]),
+                                                           "llm_train_10", "sha")
+    from fewshot.train import run_hash
+    assert run_hash(on) != run_hash(off)  # a run trained the other way is retrained, not skipped
