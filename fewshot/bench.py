@@ -3,11 +3,11 @@
 client   the project's client vs. the original study's (one request at a time) vs. an open-loop saturated
          run at high concurrency, on one running vLLM server and the same prompts
 serving  wall time to score the demo's runs in each serving mode, server start-up included
-train    samples/s and tokens/s of one demo run in fp32 and bf16, and peak memory
+train    samples/s of a few steps of one demo run per CPU speed-up (and bf16 where native), losses, peak memory
 study    the wall time of the whole first README command, by stage (reads logs/study_times.jsonl)
 
 Each prints what it ran on, a small table and a last line with the key ratio, and writes its
-figures to bench/results/<name>.json."""
+figures to bench/results/<name>_<cpu kind>.json."""
 from __future__ import annotations
 
 import asyncio
@@ -32,14 +32,11 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    from .envs import cpu_has_native_bf16
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    """The hardware a figure was measured on: CPU model, kind and vector flags, cores."""
+    from .devices import VECTOR_FLAGS, cpu_flags, cpu_has_native_bf16, cpu_kind, cpu_model
+    return {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "flags": [f for f in VECTOR_FLAGS if f in cpu_flags()],
+            "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def _table(rows: list[dict]) -> str:
@@ -51,11 +48,13 @@ def _table(rows: list[dict]) -> str:
 
 def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None) -> int:
     m = machine()
-    print(f"[bench {name}] {m['cpu']}, {m['cores']} cores, native bf16 {'yes' if m['native_bf16'] else 'no'}, "
-          f"Python {m['python']}, {m['date']}")
+    print(f"[bench {name}] {m['cpu']} ({', '.join(m['flags']) or 'no AVX2'}), {m['cores']} cores, native bf16 "
+          f"{'yes' if m['native_bf16'] else 'no'}, Python {m['python']}, {m['date']}")
     print(_table(rows))
     print(key_line)
-    atomic_write_json(RESULTS / f"{name}.json", {"machine": m, "rows": rows, "key": key_line, **(extra or {})})
+    # one file per bench and CPU kind: a figure from one CPU does not replace another's
+    atomic_write_json(RESULTS / f"{name}_{m['cpu_kind']}.json", {"machine": m, "rows": rows, "key": key_line,
+                                                                  **(extra or {})})
     return 0
 
 

@@ -28,6 +28,27 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_kind() -> str:
+    """The CPU's kind as far as speed goes: amx | avx512_bf16 | avx512 | avx2 | other."""
+    f = cpu_flags()
+    for kind, flag in (("amx", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in f:
+            return kind
+    return "other"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or "unknown CPU"
+
+
 def device_and_precision(cfg) -> tuple[str, str]:
     t = cfg.train
     device = t.device if t.device != "auto" else ("cuda" if has_gpu() else "cpu")
