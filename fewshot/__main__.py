@@ -11,7 +11,7 @@ from .errors import FewshotError
 RESOLVED_NEXT_TO = {"data": lambda c: c.data.out_dir, "train": lambda c: c.train.out_dir,
                     "eval": lambda c: c.eval.out_dir, "baselines": lambda c: c.eval.out_dir,
                     "sweep": lambda c: c.sweep.out_dir}
-STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench")
+STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench", "estimate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,
                                    args.write_calibration, args.text_only)
+        if args.step == "estimate":
+            from .estimate import run as estimate_run
+            return estimate_run(cfg)
         if args.step == "bench":
             from .bench import run as bench_run
             return bench_run(cfg, args.name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
-from .runs import baseline_name, eval_file_name, out_paths, train_file_name
+from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, train_file_name
 from .devices import baseline_device, encoder_bf16
 from .errors import FewshotError
 from .provenance import run_manifest
@@ -68,13 +68,6 @@ def tfidf(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
                         LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed))
     clf.fit(train_x, train_y)
     return list(clf.predict(test_x))
-
-
-def encoder_epochs(b, n: int) -> float:
-    """The configured epochs, raised so that a small subset still gets encoder_min_steps optimizer
-    steps (4 epochs of 16 rows are 4 steps: the head never leaves its random start)."""
-    steps_per_epoch = -(-n // b.encoder_batch_size)
-    return max(b.encoder_epochs, -(-b.encoder_min_steps // steps_per_epoch))
 
 
 def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
@@ -153,9 +146,11 @@ def run_all(cfg: Config) -> int:
     if "encoder" in b.methods or "setfit" in b.methods:
         encoder_path(cfg)  # fail early on a bad path
     man = None
+    total, i = len(b.methods) * len(b.seeds) * len(cfg.data.sizes), 0
     for method in b.methods:
         for seed in b.seeds:
             for n in sorted(cfg.data.sizes):
+                i += 1
                 name = baseline_name(method, n, seed)
                 paths = out_paths(cfg, name)
                 out = paths["json"]
@@ -187,7 +182,7 @@ def run_all(cfg: Config) -> int:
                     "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{fname}.json", "key": key,
                     "seconds": round(secs, 1), "train_device": baseline_device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
                     "manifest": man})
-                print(f"[baselines] {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-                      f"({secs:.1f}s)", flush=True)
+                print(f"[baselines] {name} (run {i} of {total}): accuracy {metrics['accuracy']:.3f}, macro-F1 "
+                      f"{metrics['macro_f1']:.3f} ({secs:.1f}s)", flush=True)
     print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}")
     return 0

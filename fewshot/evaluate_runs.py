@@ -191,14 +191,14 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
                tokens=manifest["files"][split_name].get("tokens", {}))
     base = [t for t in todo if t[0].adapter is None]
     adapters = [t for t in todo if t[0].adapter is not None]
-    try:
-        if cfg.eval.mode == "multi_lora":
-            _serve_group(todo, lora=True, **ctx)
-        else:  # the base-model runs share one server; each adapter gets its own
-            if base:
-                _serve_group(base, **ctx)
-            for t in adapters:
-                _serve_group([t], **ctx)
+    groups = [todo] if cfg.eval.mode == "multi_lora" else ([base] if base else []) + [[t] for t in adapters]
+    done = 0
+    try:  # the base-model runs share one server; each adapter gets its own (one for all in multi_lora)
+        for g in groups:
+            print(f"[eval] run{'s' if len(g) > 1 else ''} {done + 1}{f'-{done + len(g)}' if len(g) > 1 else ''} "
+                  f"of {len(todo)}: {', '.join(r.name for r, _ in g)}", flush=True)
+            _serve_group(g, lora=cfg.eval.mode == "multi_lora", **ctx)
+            done += len(g)
     except KeyboardInterrupt:
         print("[eval] interrupted: predictions so far are saved; rerun to resume", flush=True)
         raise

@@ -35,6 +35,23 @@ def icl_name(size: int, seed: int, data_cfg, constrained: bool = False) -> str:
     return f"icl_{size}{_suffix(seed, data_cfg.seeds[0])}" + ("_constrained" if constrained else "")
 
 
+def epochs_for(cfg, size: int) -> float:
+    """train.num_train_epochs, raised for small subsets to at least train.min_steps optimizer steps
+    (a 16-row subset at batch 8 makes only 2 steps an epoch)."""
+    t = cfg.train
+    if not t.min_steps or not size:
+        return t.num_train_epochs
+    per_epoch = max(1, -(-size // (t.per_device_train_batch_size * t.gradient_accumulation_steps)))
+    return float(max(t.num_train_epochs, -(-t.min_steps // per_epoch)))
+
+
+def encoder_epochs(b, n: int) -> float:
+    """The configured epochs, raised so that a small subset still gets encoder_min_steps optimizer
+    steps (4 epochs of 16 rows are 4 steps: the head never leaves its random start)."""
+    steps_per_epoch = -(-n // b.encoder_batch_size)
+    return max(b.encoder_epochs, -(-b.encoder_min_steps // steps_per_epoch))
+
+
 def baseline_name(method: str, size: int, seed: int) -> str:
     return f"{method}_{size}_s{seed}"
 

@@ -111,7 +111,8 @@ def encoder_recipes(cfg: Config) -> int:
     a set of baselines.* overrides) trained at the sweep sizes (first baseline seed) and scored on the
     sweep split (valid), so the encoder is tuned as the LoRA recipe and SetFit's head were. Writes
     sweep/encoder_recipes.json; the best mean accuracy goes into the config by hand."""
-    from .baselines import encoder, encoder_epochs, split_texts
+    from .baselines import encoder, split_texts
+    from .runs import encoder_epochs
     from .manifest import load_manifest
     from .metrics import compute
     from .runs import eval_file_name, train_file_name

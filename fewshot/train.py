@@ -19,21 +19,11 @@ from .config import Config
 from .manifest import load_manifest
 from .locks import Busy, hold
 from .models import ADAPTER_FILES, adapter_finished, check_model_path
-from .runs import run_dir, run_names, shard_of, train_lock
+from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
 from .devices import device_and_precision
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
-
-def epochs_for(cfg: Config, size: int) -> float:
-    """train.num_train_epochs, raised for small subsets to at least train.min_steps optimizer steps
-    (a 16-row subset at batch 8 makes only 2 steps an epoch)."""
-    t = cfg.train
-    if not t.min_steps or not size:
-        return t.num_train_epochs
-    per_epoch = max(1, -(-size // (t.per_device_train_batch_size * t.gradient_accumulation_steps)))
-    return float(max(t.num_train_epochs, -(-t.min_steps // per_epoch)))
-
 
 def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
     """The LLaMA-Factory YAML for one run (keys as in its examples/train_lora/*.yaml)."""
@@ -236,7 +226,8 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
             status = run_on_slots(jobs, slots, lambda p, gpu: _attempt(cfg, *p, manifest["files"][p[0]]["sha256"], gpu),
                                   lambda: [procs.stop(p) for p in list(_LIVE)])
         else:
-            for name, size, seed in runs:
+            for i, (name, size, seed) in enumerate(runs, 1):
+                print(f"[train] run {i} of {len(runs)}: {name}", flush=True)
                 status[name] = _attempt(cfg, name, size, seed, manifest["files"][name]["sha256"])
     skipped = [n for n, s in status.items() if s == "skipped"]
     if skipped and len(skipped) == len(status):

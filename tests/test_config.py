@@ -82,7 +82,7 @@ def test_override_of_a_loaded_config_keeps_its_set_values_and_validates(write_co
 
 
 def test_encoder_step_floor_raises_the_epochs_of_small_subsets():
-    from fewshot.baselines import encoder_epochs
+    from fewshot.runs import encoder_epochs
     from fewshot.config import BaselinesConfig
     b = BaselinesConfig(encoder_epochs=4, encoder_batch_size=8, encoder_min_steps=100)
     assert encoder_epochs(b, 16) == 50      # 2 steps an epoch: 50 epochs make 100 steps
