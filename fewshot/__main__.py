@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="curve-bench: only the --objs curves, with the committed calibration (no LCDB)")
     ap.add_argument("--write-calibration", action="store_true",
                     help="curve-bench: also replace fewshot/curve_calibration.json, which the curve step reads")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="estimate: first recalibrate this CPU kind from the finished study of this config")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.write_calibration, args.text_only)
         if args.step == "estimate":
             from .estimate import run as estimate_run
-            return estimate_run(cfg)
+            return estimate_run(cfg, args.calibrate)
         if args.step == "bench":
             from .bench import run as bench_run
             return bench_run(cfg, args.name)

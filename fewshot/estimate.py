@@ -3,8 +3,8 @@
 The work is counted from the config and the data step's manifest (rows x epochs x tokens to train,
 rows x tokens to score, encoder steps, server starts); the speed is this machine's own, from a
 three-second matrix-product probe (fp32, and bf16 where the CPU has it natively), scaled by what the
-study achieved per unit of that probe on the CPU it was calibrated on (REFERENCE below, measured by
-`python -m fewshot bench study`). So a CPU twice as fast at matrix products is estimated twice as
+study achieved per unit of that probe on a CPU where it was timed (estimate_calibration.json, from
+`python -m fewshot bench study`, then `python -m fewshot estimate --calibrate`). So a CPU twice as fast at matrix products is estimated twice as
 fast; what the probe does not see (memory bandwidth, vLLM's kernels for this CPU, start-up times)
 is the estimate's error, measured only where the study was run (docs/benchmarks.md)."""
 from __future__ import annotations
@@ -19,24 +19,9 @@ from .devices import cpu_has_native_bf16, cpu_kind, cpu_model, device_and_precis
 from .manifest import load_manifest
 from .runs import encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, run_names
 
-# Calibrated on a 2-core AMD EPYC (avx2, fp32) with `python -m fewshot bench study` on configs/demo.yaml:
-# each rate is the study's own throughput divided by the probe's GFLOP/s on that machine.
-REFERENCE = {
-    "cpu": "AMD EPYC (avx2), 2 cores, 2026-11-28",
-    "probe_gflops": None,            # filled by calibrate(); the probe's fp32 GFLOP/s there
-    "train_flop_share": None,        # LoRA training FLOPs (4 x params x tokens) per probe FLOP
-    "serve_flop_share": None,        # scoring prefill FLOPs (2 x params x prompt tokens) per probe FLOP
-    "icl_serve_flop_share": None,    # the same for in-context rows (own tokens; demonstrations cached)
-    "train_start_s": None,           # per training run: LLaMA-Factory start-up and saving
-    "merge_s": None,                 # per adapter: llamafactory-cli export
-    "server_start_s": None,          # per vLLM server
-    "encoder_row_pass_s": None,      # one encoder training row at the probe's reference speed
-    "encoder_start_s": None,         # per encoder run: load, predict the evaluation rows
-    "setfit_row_s": None,            # SetFit per training row (pairs, head, prediction)
-    "setfit_start_s": None,
-    "report_s": None,
-}
-MINILM_PARAMS = 22.7e6
+# What the study achieved per unit of the probe on the CPU it was timed on (`python -m fewshot
+# estimate --calibrate` after `python -m fewshot bench study`), one entry per CPU kind.
+CALIBRATION = Path(__file__).with_name("estimate_calibration.json")
 
 
 def probe_gflops(dtype: str = "fp32", reps: int = 6, each_s: float = 0.4) -> float:
@@ -90,8 +75,8 @@ def work(cfg: Config) -> dict:
 
 def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> dict:
     """Minutes per stage on this machine; None where there is nothing to scale from (a GPU)."""
-    r = REFERENCE
-    if has_gpu() or r["probe_gflops"] is None:
+    r = reference()
+    if has_gpu() or not r:
         return {}
     w = w or work(cfg)
     precision = device_and_precision(cfg)[1]
@@ -124,10 +109,72 @@ def describe(cfg: Config) -> str:
         return "estimate: not calibrated yet"
     stages = ", ".join(f"{k} ~{v:g}" for k, v in est.items() if k != "total")
     speed = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in g.items())
+    ref = reference()
+    where = "the same CPU kind" if ref.get("cpu_kind") == cpu_kind() else "another CPU kind: expect a larger error"
     return (f"estimate: ~{est['total']:g} min on this {cpu_model()} ({cpu_kind()}; probe {speed}): {stages} min "
-            f"(calibrated on {REFERENCE['cpu']}; elsewhere its error is not measured)")
+            f"(calibrated on {ref['cpu']}, {where})")
 
 
-def run(cfg: Config) -> int:
+def reference() -> dict:
+    """The calibration for this CPU kind, else the first one there is; {} when none."""
+    cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+    return cal.get(cpu_kind()) or next(iter(cal.values()), {})
+
+
+def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = a + b x; a is floored at 0 (a start-up time cannot be negative)."""
+    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else my / mx
+    a = my - b * mx
+    return (a, b) if a >= 0 else (0.0, sum(ys) / sum(xs))
+
+
+def calibrate(cfg: Config) -> dict:
+    """Rates from the records a finished study left (train summaries, scored runs, merges, baseline
+    runs, stage times), per unit of this machine's probe; written to CALIBRATION for its CPU kind."""
+    from .fileio import atomic_write_json, read_json, read_jsonl
+    from .runs import ZERO_SHOT, ZERO_SHOT_CONSTRAINED, baseline_name, icl_name, out_paths
+    w, g = work(cfg), probe_gflops("fp32")
+    precision = device_and_precision(cfg)[1]
+    llm = (probe_gflops("bf16") if precision == "bf16" else g) * 1e9
+    names = {name for name, _, _ in run_names(cfg)}
+    summ = {s["run"]: s for s in read_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl") if s["run"] in names}
+    rec = lambda name: read_json(out_paths(cfg, name)["json"])
+    flops = sum(4 * w["params"] * s["tokens_seen"] for s in summ.values())
+    lora = [rec(n) for n in sorted(names)]
+    base = [rec(n) for n in (ZERO_SHOT, ZERO_SHOT_CONSTRAINED) if out_paths(cfg, n)["json"].exists()]
+    icl = [rec(icl_name(n, s, cfg.data, c)) for s in cfg.data.seeds for n in icl_sizes(cfg) for c in icl_answer_modes(cfg)]
+    row = 2 * w["params"] * w["eval_tokens_per_row"] * w["eval_rows"]
+    merges = [read_json(Path(cfg.eval.merged_dir) / n / "merged.json")["seconds"] for n in sorted(names)]
+    enc = [rec(baseline_name("encoder", n, s)) for s in cfg.baselines.seeds for n in cfg.data.sizes]
+    b = cfg.baselines
+    passes = [max(1, math.ceil(encoder_epochs(b, r["train_rows"]) * math.ceil(r["train_rows"] / b.encoder_batch_size)))
+              * b.encoder_batch_size for r in enc]
+    sf = [rec(baseline_name("setfit", n, s)) for s in b.seeds for n in cfg.data.sizes]
+    sf_a, sf_b = _least_squares([r["train_rows"] for r in sf], [r["seconds"] for r in sf])
+    times = {t["stage"]: t["seconds"] for t in read_jsonl(Path(cfg.train.log_dir) / "study_times.jsonl")}
+    ref = {
+        "cpu": f"{cpu_model()} ({cpu_kind()}), the {cfg.name} study of {time.strftime('%Y-%m-%d')}", "cpu_kind": cpu_kind(), "probe_gflops": round(g, 1),
+        "train_flop_share": round(flops / sum(s["train_runtime_s"] for s in summ.values()) / llm, 4),
+        "train_start_s": round(sum(s["wall_s"] - s["train_runtime_s"] for s in summ.values()) / len(summ), 1),
+        "serve_flop_share": round(len(lora + base) * row / sum(r["scoring"]["seconds"] for r in lora + base) / llm, 4),
+        "icl_serve_flop_share": round(len(icl) * row / sum(r["scoring"]["seconds"] for r in icl) / llm, 4) if icl else 0.05,
+        "merge_s": round(sum(merges) / len(merges), 1),
+        "server_start_s": round(sum(r["scoring"]["server_start_s"] for r in lora + base[:1]) / len(lora + base[:1]), 1),
+        "encoder_start_s": 0.0,
+        "encoder_row_pass_s": round(sum(r["seconds"] for r in enc) / sum(passes), 4),
+        "setfit_start_s": round(sf_a, 1), "setfit_row_s": round(sf_b, 3),
+        "report_s": times.get("report", 60),
+    }
+    cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+    cal[cpu_kind()] = ref
+    atomic_write_json(CALIBRATION, cal)
+    return ref
+
+
+def run(cfg: Config, calibrate_now: bool = False) -> int:
+    if calibrate_now:
+        print(json.dumps(calibrate(cfg), indent=1))
     print(describe(cfg), flush=True)
     return 0

@@ -1,0 +1,70 @@
+"""The study's time estimate: the work it counts, and how it scales with this machine's speed."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import MODEL
+from fewshot.config import load_config
+from fewshot.data import build
+import fewshot.estimate as E
+
+REF = {"cpu": "a 2-core test CPU (avx2)", "cpu_kind": "avx2", "probe_gflops": 100.0, "train_flop_share": 0.5,
+       "serve_flop_share": 0.5, "icl_serve_flop_share": 0.25, "train_start_s": 20.0, "merge_s": 20.0,
+       "server_start_s": 40.0, "encoder_start_s": 0.0, "encoder_row_pass_s": 0.2, "setfit_start_s": 10.0,
+       "setfit_row_s": 0.5, "report_s": 30.0}
+
+
+@pytest.fixture
+def cfg(write_config):
+    if not (MODEL / "config.json").exists():
+        pytest.skip("model folder missing: run bash setup.sh")
+    c = load_config(write_config({"train.num_train_epochs": 2, "train.min_steps": 4,
+                                  "train.per_device_train_batch_size": 1, "train.gradient_accumulation_steps": 8,
+                                  "eval.icl": True, "eval.icl_sizes": "smallest", "eval.icl_free": False,
+                                  "baselines.seeds": [0, 1], "baselines.encoder_batch_size": 8,
+                                  "baselines.encoder_epochs": 1, "baselines.encoder_min_steps": 3}))
+    build(c)
+    return c
+
+
+def test_work_counts_what_the_config_runs(cfg):
+    w = E.work(cfg)
+    files = json.loads((Path(cfg.data.out_dir) / "manifest.json").read_text())["files"]
+    mean = lambda f: files[f]["tokens"]["mean"]
+    # 10 rows: 2 steps an epoch, so min_steps 4 needs 2 epochs; 30 rows: 4 steps an epoch, 2 epochs
+    assert w["train_tokens"] == pytest.approx(10 * 2 * mean("llm_train_10") + 30 * 2 * mean("llm_train_30"))
+    assert (w["train_runs"], w["adapters"], w["base_runs"], w["icl_runs"]) == (2, 2, 2, 1)
+    # encoder: 10 rows = 2 batches of 8, the 3-step floor makes 2 whole epochs = 4 steps; 30 rows =
+    # 4 batches, 1 epoch = 4 steps; 8 rows a step, 2 seeds
+    assert w["encoder_row_passes"] == (4 + 4) * 8 * 2 and w["encoder_runs"] == 4
+    assert w["setfit_rows"] == (10 + 30) * 2 and w["eval_rows"] == 40
+    assert w["params"] > 1e8  # SmolLM2-135M, from its safetensors header
+
+
+def test_a_machine_twice_as_fast_at_matrix_products_is_estimated_twice_as_fast(cfg, monkeypatch):
+    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "has_gpu", lambda: False)
+    monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
+    w = E.work(cfg)
+    slow, fast = E.estimate(cfg, w, {"fp32": 100.0}), E.estimate(cfg, w, {"fp32": 200.0})
+    for stage in ("train", "eval", "baselines", "report"):
+        assert fast[stage] == pytest.approx(slow[stage] / 2, abs=0.06)
+    # the train stage: start-ups plus 4 x params x tokens at half of the probe's 100 GFLOP/s
+    expect = (2 * 20 + 4 * w["params"] * w["train_tokens"] / 50e9) / 60
+    assert slow["train"] == pytest.approx(expect, abs=0.06)
+    assert slow["total"] == pytest.approx(sum(slow[s] for s in ("train", "eval", "baselines", "report")), abs=0.2)
+
+
+def test_no_estimate_without_a_calibration_or_on_a_gpu(cfg, monkeypatch):
+    monkeypatch.setattr(E, "reference", lambda: {})
+    assert E.estimate(cfg, gflops={"fp32": 100.0}) == {}
+    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "has_gpu", lambda: True)
+    assert E.estimate(cfg, gflops={"fp32": 100.0}) == {}
+
+
+def test_a_negative_start_up_is_not_fitted():
+    assert E._least_squares([16, 32, 64], [26.0, 42.0, 74.0]) == pytest.approx((10.0, 1.0))
+    a, b = E._least_squares([16, 32, 64], [1.0, 40.0, 100.0])   # would cross zero above 0
+    assert a == 0.0 and b == pytest.approx(141.0 / 112)
