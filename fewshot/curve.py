@@ -172,7 +172,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
             out["fits"].append(rec)
             for t in targets:
                 out["labels_needed"].append(_needed(m, metric, t, curve, bs, sizes, cal))
-            out["backtest"].append(backtest(pts, k, metric, boot_rows, seed, cal))
+            out["backtest"].append(backtest(pts, k, metric, boot_rows, seed, cal["rule"], lambda r: widen_at(cal, r)))
     for metric in METRICS:  # the LLM against every other method: where its curve crosses theirs
         if (LLM, metric) not in fits:
             continue
@@ -286,13 +286,17 @@ def falls(ns, ys, n_eval: int) -> dict | None:
     return {"best_rows": best_n, "best": round(top, 3), "largest_rows": max(means), "at_largest": round(last, 3)}
 
 
-def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, cal: dict) -> dict:
-    """Refit without the largest size and predict it: error, and whether the (widened) interval covered it."""
+def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, rule: str, widen, ratio: float | None = None
+             ) -> dict:
+    """Refit on the sizes up to largest/ratio (None: all but the largest) and predict the largest:
+    the error, and whether the bootstrap interval covered the measured value before and after
+    widening by widen(ratio). The report's backtest and the curve benchmark's study curves both."""
     m = pts[0].method
     largest = max(p.n for p in pts)
-    rest = [p for p in pts if p.n != largest]
-    rec = {"method": m, "metric": metric, "held_out": largest}
-    curve = cm.fit_curve(*_series(rest, k, metric), cal["rule"])
+    rest = [p for p in pts if (p.n != largest if ratio is None else p.n <= largest / ratio)]
+    rec = {"method": m, "metric": metric, "held_out": largest, "fit_sizes": len({q.n for q in rest}),
+           "seeds": len({p.seed for p in pts})}
+    curve = cm.fit_curve(*_series(rest, k, metric), rule) if rest else None
     if curve is None:
         rec["status"] = f"not enough sizes below {largest} ({len({q.n for q in rest})} < {MIN_SIZES})"
         return rec
@@ -300,16 +304,16 @@ def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, cal: d
     predicted = float(curve(largest))
     draws = []
     for i, rows in enumerate(boot_rows):
-        q = cm.fit_curve(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)), cal["rule"],
-                         start=curve)
+        q = cm.fit_curve(*_series(rest, k, metric, rows, np.random.default_rng(seed + 10_000 + i)), rule, start=curve)
         if q is not None:
             draws.append(float(q(largest)))
     lo, hi = _ci(draws)
-    w = widen_at(cal, largest / max(q.n for q in rest))
+    w = widen(largest / max(q.n for q in rest))
+    rec.update(status="ok", predicted=predicted, measured=measured, error=predicted - measured, low_raw=lo, high_raw=hi,
+               covered_raw=bool(lo is not None and lo <= measured <= hi))
     if lo is not None:
         lo, hi = lo - w, hi + w
-    rec.update(status="ok", predicted=predicted, measured=measured, error=predicted - measured, low=lo, high=hi,
-               covered=bool(lo is not None and lo <= measured <= hi))
+    rec.update(low=lo, high=hi, covered=bool(lo is not None and lo <= measured <= hi))
     return rec
 
 

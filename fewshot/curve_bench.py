@@ -199,9 +199,9 @@ def choose_rule(recs: list[dict]) -> str:
 # ---------------------------------------------------------------- the project's own text curves
 
 def text_curves(objs_dirs: list[str], rule: str, widen: dict, n_boot: int) -> list[dict]:
-    """The study's runs as curves (one per objs/ folder and method), fitted up to largest/r with the
-    curve step's own row-and-seed bootstrap."""
-    from .curve import CURVE_METHODS, _series, load_points  # the curve step's own readers
+    """The study's runs as curves (one per objs/ folder and method), fitted up to largest/r and
+    checked by the curve step's own backtest (row-and-seed bootstrap)."""
+    from .curve import CURVE_METHODS, backtest, load_points  # the curve step's own readers
     out = []
     for d in objs_dirs:
         points, labels = load_points(d)
@@ -209,32 +209,18 @@ def text_curves(objs_dirs: list[str], rule: str, widen: dict, n_boot: int) -> li
             pts = [p for p in points if p.method == m]
             if not pts:
                 continue
-            largest = max(p.n for p in pts)
-            measured = float(np.mean(_series([p for p in pts if p.n == largest], len(labels), "accuracy")[1]))
-            n_eval = len(pts[0].gold)
+            rng = np.random.default_rng(0)
+            boot_rows = [rng.integers(0, len(pts[0].gold), len(pts[0].gold)) for _ in range(n_boot)]
             for r in RATIOS:
-                fit_pts = [p for p in pts if p.n <= largest / r]
-                ns, ys = _series(fit_pts, len(labels), "accuracy")
-                curve = cm.fit_curve(ns, ys, rule)
-                rec = {"objs": d, "method": m, "ratio": r, "rule": rule, "largest": largest, "measured": measured,
-                       "fit_sizes": len(set(ns)), "seeds": len({p.seed for p in pts})}
-                if curve is None:
-                    out.append({**rec, "failed": True})
-                    continue
-                pred = float(curve(largest))
-                draws = []
-                rng = np.random.default_rng(0)
-                for i in range(n_boot):
-                    rows = rng.integers(0, n_eval, n_eval)
-                    q = cm.fit_curve(*_series(fit_pts, len(labels), "accuracy", rows, np.random.default_rng(i + 1)),
-                                     rule, start=curve)
-                    if q is not None:
-                        draws.append(float(q(largest)))
-                lo, hi = np.percentile(draws, [5, 95]) if draws else (math.nan, math.nan)
-                w = widen.get(r, 0.0)
-                out.append({**rec, "failed": False, "predicted": pred, "error": pred - measured, "low": float(lo),
-                            "high": float(hi), "covered": bool(lo <= measured <= hi),
-                            "covered_calibrated": bool(lo - w <= measured <= hi + w)})
+                b = backtest(pts, len(labels), "accuracy", boot_rows, 0, rule, lambda _ratio, w=widen.get(r, 0.0): w, r)
+                rec = {"objs": d, "method": m, "ratio": r, "rule": rule, "largest": b["held_out"],
+                       "fit_sizes": b["fit_sizes"], "seeds": b["seeds"], "failed": b["status"] != "ok"}
+                if b["status"] == "ok":
+                    lo, hi = b["low_raw"], b["high_raw"]
+                    rec.update(measured=b["measured"], predicted=b["predicted"], error=b["error"],
+                               low=math.nan if lo is None else lo, high=math.nan if hi is None else hi,
+                               covered=b["covered_raw"], covered_calibrated=b["covered"])
+                out.append(rec)
     return out
 
 

@@ -209,3 +209,18 @@ def test_compute_line_names_where_each_part_ran(tmp_path):
     assert "LLM + LoRA ~" in line and "GPU train + CPU score (" in line
     tfidf_part = next(x for x in line.split("; ") if "TF-IDF" in x)
     assert " CPU (" in tfidf_part and "GPU" not in tfidf_part
+
+
+def test_the_benchmark_checks_study_curves_with_the_reports_own_backtest(tmp_path):
+    """curve-bench --objs: a known power law, fitted up to largest/r, predicts the largest size; the
+    interval before widening is narrower than after, and both records come from one backtest."""
+    from fewshot.curve_bench import RATIOS, text_curves
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128, 256, 512])
+    recs = text_curves([str(tmp_path)], "pow3", {2: 0.01, 4: 0.02, 8: 0.04}, n_boot=30)
+    assert [r["ratio"] for r in recs] == list(RATIOS) and all(r["method"] == "tfidf" for r in recs)
+    two = next(r for r in recs if r["ratio"] == 2)
+    assert not two["failed"] and two["largest"] == 512 and two["fit_sizes"] == 5 and two["seeds"] == 3
+    assert abs(two["error"]) < 0.03 and two["low"] <= two["predicted"] <= two["high"]
+    assert two["covered_calibrated"] or not two["covered"]  # widening never loses coverage
+    eight = next(r for r in recs if r["ratio"] == 8)
+    assert eight["fit_sizes"] == 3  # 16, 32, 64
