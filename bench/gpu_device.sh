@@ -7,7 +7,9 @@
 #   paper  (model first, if not made yet) train.sh unchanged on configs/paper.yaml (model, template and data source overridden, fast
 #          mode) at the paper sizes 100/500/1000/2000 on the real default set, every visible GPU busy
 #          (one run per GPU); adapters returned as tars for CPU scoring with eval.sh
-#   multi  the same 4 sizes for 1 epoch on one GPU, then on every GPU (the train step's scheduler)
+#   multi  the same 4 sizes for 1 epoch on one GPU, then on every GPU (the train step's scheduler);
+#          multi2: at 2 seeds (8 runs)
+#   fast   fast mode's options (labelled logits, Liger kernels) for the 9B-class and the 135M model
 #   torchrun  the 2000-row run for 1 epoch through LLaMA-Factory's launcher on every GPU
 #   encprep, then encoder/setfit  a classical baseline at the paper sizes on the GPU (on 2 AVX2
 #          cores each takes over an hour): .gpu/enc1 (datasets/evaluate wheels, data/paper, MiniLM's
@@ -73,6 +75,40 @@ paper)  # the paper-size curve on real text, every GPU busy; adapters back for C
 multi)  # scheduling: the same 4-size sweep (1 epoch) on one GPU, then on every GPU
   CUDA_VISIBLE_DEVICES=0 run one_gpu SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1" 330
   run all_gpus SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1" 240
+  ;;
+multi2)  # the paper sizes at 2 seeds (8 runs, 1 epoch, fast mode + $BEST) on one GPU, then one run per GPU
+  smol
+  CUDA_VISIBLE_DEVICES=0 run seeds2_one_gpu SmolLM2-135M-Instruct "$REAL$FAST${BEST:-};train.num_train_epochs=1;data.seeds=[0,1]" 400
+  run seeds2_all_gpus SmolLM2-135M-Instruct "$REAL$FAST${BEST:-};train.num_train_epochs=1;data.seeds=[0,1]" 200
+  ;;
+fast|fast500)  # fast mode's options on one card, each variant through train.sh: fast = the 9B-class
+       # random model (100 rows, 1 epoch); fast500 = SmolLM2 at 500 rows of the real set (the recipe's
+       # 3 epochs; adapters back for CPU scoring)
+  smol
+  export CUDA_VISIBLE_DEVICES=0
+  NOLAB=";train.labelled_logits_only=false" LIGER=";train.extra.enable_liger_kernel=true"
+  if [ $PHASE = fast500 ]; then
+    for v in "plain:$NOLAB" "labelled:"; do
+      run "small500_${v%%:*}" SmolLM2-135M-Instruct "$REAL$FAST;data.sizes=[500]${v#*:}" 150
+      tar -cf "$OUT/small500_${v%%:*}.tar" --exclude='checkpoint-*' -C $G/saves/small500_${v%%:*} llm_train_500 || true
+    done
+    for v in "plain:$NOLAB" "labelled:" "liger:$NOLAB$LIGER"; do  # longer runs: Triton's first-use compile amortised
+      run "glm400_${v%%:*}" glm4-9b-dims-random ";data.source=synthetic$FAST;data.sizes=[400];train.num_train_epochs=1${v#*:}" 110
+    done
+    tar -cf "$OUT/results_$PHASE.tar" -C $G/res "$PHASE"; exit 0
+  fi
+  $G/env/bin/python -c "
+import torch, time
+a = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16); b = torch.randn_like(a)
+for _ in range(3): a @ b
+torch.cuda.synchronize(); t = time.perf_counter()
+for _ in range(10): a @ b
+torch.cuda.synchronize(); print('[gpu] bf16 8192^3 matmul TFLOP/s', round(10 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12, 1), torch.cuda.get_device_name())" | tee $R/peak.txt
+  [ -f $M/glm4-9b-dims-random/config.json ] || timeout 300 $G/env/bin/python bench/gpu_profile.py --glm-dims \
+    $M/glm4-9b-dims-random --build-only 2> $R/build.err || tail -5 $R/build.err
+  for v in "plain:$NOLAB" "labelled:" "liger:$NOLAB$LIGER" "liger_labelled:$LIGER"; do
+    run "glm_${v%%:*}" glm4-9b-dims-random ";data.source=synthetic$FAST;data.sizes=[100];train.num_train_epochs=1${v#*:}" 120
+  done
   ;;
 torchrun)  # one 2000-row run (1 epoch) through LLaMA-Factory's launcher on every GPU
   N=$(nvidia-smi -L | grep -c '^GPU ')

@@ -4,7 +4,7 @@ and the fast mode's (8, off). Wall time far above kernel time means the step is 
 and Python overhead, not by the card; comparing with LLaMA-Factory's samples/s shows the Trainer's
 own share. Prints one JSON object.
     python bench/gpu_profile.py MODEL_DIR
-    python bench/gpu_profile.py --glm-dims OUT_DIR   (first saves random weights of GLM-4-9B's size)"""
+    python bench/gpu_profile.py --glm-dims OUT_DIR [--build-only]   (first saves random weights of GLM-4-9B's size)"""
 from __future__ import annotations
 
 import json
@@ -97,5 +97,7 @@ if __name__ == "__main__":
         t0 = time.time()
         build_glm_dims(Path(args[1]))
         print(f"built {args[1]} in {time.time() - t0:.0f} s", file=sys.stderr)
+        if "--build-only" in args:
+            sys.exit(0)
         args = args[1:]
     print(json.dumps(profile(Path(args[0]))))

@@ -211,6 +211,7 @@ def bench_train(cfg: Config, size: int | None = None, steps: int = 4, limit_s: i
         rows.append({"variant": name, "rows": size, "steps": steps, "finished": rc == 0, "wall_s": round(secs, 1),
                      "s_per_step": round(rt / steps, 1) if rt else None, "samples_per_s": s.get("samples_per_s"),
                      "losses": [round(x, 3) for x in losses], "peak_rss_gb": s.get("peak_rss_gb")})
+    shutil.rmtree("bench/.train", ignore_errors=True)  # the adapters are not the result; the figures are
     base, best = rows[0], rows[2]
     key = (f"labelled logits + micro-batch 1 x 8 vs 2 x 4 with all logits: "
            f"{best['samples_per_s'] / base['samples_per_s']:.2f}x samples/s, losses "

@@ -25,6 +25,13 @@ from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
+def labelled_logits(cfg: Config) -> bool:
+    """train.labelled_logits_only, except with Liger kernels (train.extra.enable_liger_kernel): their
+    fused linear cross-entropy makes no logits to spare, and their forward fails on the cut (a view
+    error, measured on an H100)."""
+    return cfg.train.labelled_logits_only and not cfg.train.extra.get("enable_liger_kernel")
+
+
 def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
     """The LLaMA-Factory YAML for one run (keys as in its examples/train_lora/*.yaml)."""
     t, out = cfg.train, run_dir(cfg, name)
@@ -79,7 +86,7 @@ def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
         args["train_sampling_strategy"] = "group_by_length"
     args.update(t.extra)
     args["_fewshot_data_sha256"] = data_sha  # hashed, then removed before writing
-    if t.labelled_logits_only:  # same loss, other float rounding: a run trained the other way is retrained
+    if labelled_logits(cfg):  # same loss, other float rounding: a run trained the other way is retrained
         args["_fewshot_labelled_logits_only"] = True
     return args
 
@@ -132,7 +139,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
 
     log = Path(cfg.train.log_dir) / f"{name}.train.log"
     yaml_path = str((out / "train.yaml").resolve())
-    cmd = ([env_bin("train", "python"), "-m", "fewshot.lf_train", yaml_path] if cfg.train.labelled_logits_only
+    cmd = ([env_bin("train", "python"), "-m", "fewshot.lf_train", yaml_path] if labelled_logits(cfg)
            else [env_bin("train", "llamafactory-cli"), "train", yaml_path])
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
           + (f", GPU {gpu}" if gpu is not None else "") + f" (log: {log})", flush=True)

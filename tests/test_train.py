@@ -209,5 +209,7 @@ def test_turning_labelled_logits_off_retrains_the_run(write_config):
     cfg = load_config(write_config())
     on, off = lf_args(cfg, "llm_train_10", "sha"), lf_args(load_config(cfg.path, ["train.labelled_logits_only=false"]),
                                                            "llm_train_10", "sha")
-    from fewshot.train import run_hash
+    from fewshot.train import labelled_logits, run_hash
     assert run_hash(on) != run_hash(off)  # a run trained the other way is retrained, not skipped
+    assert labelled_logits(cfg)
+    assert not labelled_logits(load_config(cfg.path, ["train.extra.enable_liger_kernel=true"]))  # Liger: no cut
