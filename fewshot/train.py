@@ -1,7 +1,7 @@
 """The train step: one LoRA adapter per (size, seed) with real LLaMA-Factory in the training env.
 
 Each run gets `saves/<run>/train.yaml` (LLaMA-Factory's own example layout) and one
-`llamafactory-cli train` call (through fewshot/lf_train.py, which spares the prompt's logits). A
+`llamafactory-cli train` call (through fewshot/train_env/lf_train.py, which spares the prompt's logits). A
 run is finished only when its adapter files and `done.json` (holding the run's hash) exist; a
 changed config or data file retrains it, an interrupted run resumes from its last checkpoint, and Ctrl-C or `kill` stops the trainer's process group."""
 from __future__ import annotations
@@ -139,7 +139,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
 
     log = Path(cfg.train.log_dir) / f"{name}.train.log"
     yaml_path = str((out / "train.yaml").resolve())
-    cmd = ([env_bin("train", "python"), "-m", "fewshot.lf_train", yaml_path] if labelled_logits(cfg)
+    cmd = ([env_bin("train", "python"), "-m", "fewshot.train_env.lf_train", yaml_path] if labelled_logits(cfg)
            else [env_bin("train", "llamafactory-cli"), "train", yaml_path])
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
           + (f", GPU {gpu}" if gpu is not None else "") + f" (log: {log})", flush=True)

@@ -85,3 +85,18 @@ def test_no_step_reaches_another_step():
             assert m not in STEPS, f"step {step} imports step {m}"
             assert m not in DRIVERS, f"step {step} imports {m}"
             todo += graph[m]
+
+
+def test_what_runs_in_the_training_env_reaches_no_main_env_module():
+    """fewshot/train_env/ runs under .venv-train, which lacks the main env's packages: it may use
+    only our dependency-free prompt module, and nothing that module reaches."""
+    graph = import_graph()
+    mods = [m for m in graph if m.startswith("train_env")]
+    assert {"train_env.lf_train", "train_env.lf_generate", "train_env.convert_gguf"} <= set(mods)
+    seen, todo = set(), list(mods)
+    while todo:
+        m = todo.pop()
+        for d in graph[m] - seen:
+            seen.add(d)
+            todo.append(d)
+    assert seen - set(mods) <= {"prompt"}, sorted(seen - set(mods))

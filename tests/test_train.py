@@ -33,7 +33,7 @@ def _cfg(write_config, **extra):
 
 def _generate(cfg, adapter=None):
     data = Path(cfg.data.out_dir) / "llm_valid.json"
-    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.lf_generate", str(MODEL), str(data), "3"]
+    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.train_env.lf_generate", str(MODEL), str(data), "3"]
     out = subprocess.run(cmd + ([str(adapter)] if adapter else []), capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -178,7 +178,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block_a_rerun(write_config):
 
 def test_labelled_logits_keep_every_labelled_token_and_its_predicting_logit():
     import torch
-    from fewshot.lf_train import IGNORE, keep_from_labels
+    from fewshot.train_env.lf_train import IGNORE, keep_from_labels
     labels = torch.full((2, 10), IGNORE)
     labels[0, 6:8] = 5          # row 0: answer at 6-7, then right padding
     labels[1, 8:10] = 7         # row 1: answer at the end
@@ -195,7 +195,7 @@ def test_labelled_logits_keep_every_labelled_token_and_its_predicting_logit():
 @lf[1]
 def test_labelled_logits_give_the_full_loss_and_gradients():
     """The trainer patch on the real model, in the training env: one padded batch, LoRA gradients."""
-    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.lf_train", "--check", str(MODEL)]
+    cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.train_env.lf_train", "--check", str(MODEL)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

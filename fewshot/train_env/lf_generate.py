@@ -1,7 +1,7 @@
 """Greedy answers of the base model, with or without a LoRA adapter, for rows of an Alpaca file.
 Runs in the training env (transformers + peft); used by tests to see that an adapter changes the
 model, and handy to eyeball an adapter without a server:
-    .venv-train/bin/python -m fewshot.lf_generate MODEL DATA_FILE N [ADAPTER]"""
+    .venv-train/bin/python -m fewshot.train_env.lf_generate MODEL DATA_FILE N [ADAPTER]"""
 from __future__ import annotations
 
 import json

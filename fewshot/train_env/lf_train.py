@@ -1,5 +1,5 @@
 """`llamafactory-cli train RUN.yaml`, computing the LM head only where the loss needs it.
-Runs in the training env: .venv-train/bin/python -m fewshot.lf_train RUN.yaml
+Runs in the training env: .venv-train/bin/python -m fewshot.train_env.lf_train RUN.yaml
 
 Why: a classification row is ~230 tokens of prompt and a few tokens of answer, and only the answer
 is labelled, yet a causal LM computes vocabulary logits at every position. For SmolLM2-135M (a
