@@ -1,6 +1,6 @@
-"""Score every trained run through a real vLLM server (see fewshot/evaluate_runs.py).
+"""Score every trained run through a real vLLM server (the eval step, fewshot/eval.py).
 
-Same as `python -m fewshot eval`; kept under the seed's name. Example:
+Same as `python -m fewshot eval`; kept under the original study's name. Example:
     python infer_eval.py --config configs/demo.yaml --set eval.mode=multi_lora
 """
 import sys

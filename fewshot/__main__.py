@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             from .train import run_all
             return run_all(cfg, only=args.only, shard=args.shard)
         if args.step == "eval":
-            from .evaluate_runs import run_all
+            from .eval import run_all
             return run_all(cfg, only=args.only, shard=args.shard)
         if args.step == "baselines":
             from .baselines import run_all

@@ -115,7 +115,7 @@ def bench_serving(cfg: Config, n_rows: int = 48) -> int:
     merge time, start-up and rows/s (start-ups dominate at small n_rows, rows/s at large)."""
     split = Path(cfg.data.out_dir) / f"{eval_file_name(cfg.eval.split)}.json"  # the file _subset_eval cuts
     full = cfg.data.eval_size or len(json.loads(split.read_text()))
-    from .evaluate_runs import run_all as eval_all
+    from .eval import run_all as eval_all
     rows = []
     base = Path("bench/.serving")
     for mode in ("per_adapter", "multi_lora", "merged"):

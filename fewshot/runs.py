@@ -138,3 +138,15 @@ class Run:
         if self.kind == "icl":
             return "llm_icl_constrained" if self.constrained else "llm_icl"
         return "llm_lora"
+
+
+@dataclass
+class EvalData:
+    """The original study's result object (same field names), kept so its notebooks can read ours."""
+    name: str
+    in_cnt: int = 0
+    not_in_cnt: int = 0
+    preds: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    not_in_texts: list = field(default_factory=list)
+    eval: dict = field(default_factory=dict)

@@ -34,7 +34,7 @@ def recipe_config(cfg: Config, name: str) -> Config:
 
 
 def run(cfg: Config) -> int:
-    from .evaluate_runs import run_all as eval_all
+    from .eval import run_all as eval_all
     from .train import run_all as train_all
     if not cfg.sweep.recipes:
         raise ConfigError(f"{cfg.path}: no 'sweep.recipes' to try")

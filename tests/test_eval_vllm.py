@@ -11,7 +11,8 @@ from conftest import MODEL, needs_serve_env, needs_train_env, slow
 from fewshot.client import score
 from fewshot.config import load_config
 from fewshot.data import build
-from fewshot.evaluate_runs import EvalData, merge, planned_runs, run_all
+from fewshot.eval import merge, planned_runs, run_all
+from fewshot.runs import EvalData
 from fewshot.parity import compare
 from fewshot.serve import VLLMServer, free_port, new_api_key, vllm_command
 from fewshot.train import run_all as train_all

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fewshot.config import load_config
-from fewshot.evaluate_runs import finish
+from fewshot.eval import finish
 from fewshot.runs import Run
 from fewshot.fileio import append_jsonl
 from fewshot.report import render

@@ -40,7 +40,7 @@ def test_cpu_command_is_the_module_entry_point_in_fp32(serve_env):
 def test_served_context_follows_the_longest_prompt_and_a_row_that_cannot_fit_is_named(write_config):
     from fewshot.config import load_config
     from fewshot.errors import FewshotError
-    from fewshot.evaluate_runs import context_needed
+    from fewshot.eval import context_needed
     from fewshot.runs import Run
     cfg = load_config(write_config({"eval.max_tokens": 24}))   # SmolLM2: 8192 tokens of context
     tokens = {"max_prompt": 300, "longest_prompt_row": 7}

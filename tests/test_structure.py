@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "fewshot"
-STEPS = {"data", "train", "evaluate_runs", "baselines", "curve", "report"}
+STEPS = {"data", "train", "eval", "baselines", "curve", "report"}
 DRIVERS = {"__main__", "sweep", "bench", "curve_bench"}  # they run steps, by design
 
 

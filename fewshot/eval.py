@@ -11,7 +11,6 @@ import pickle
 import subprocess
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -27,23 +26,11 @@ from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from .locks import Busy, hold
 from .metrics import compute
-from .runs import (ZERO_SHOT, Run, ZERO_SHOT_CONSTRAINED, eval_file_name, eval_lock, eval_names, out_paths, run_dir,
-                   run_names, shard_of)
+from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, EvalData, Run, eval_file_name, eval_lock, eval_names, out_paths,
+                   run_dir, run_names, shard_of)
 from .serve import VLLMServer, free_port, new_api_key, vllm_command
 from .models import adapter_finished, check_model_path, model_path
 from .provenance import run_manifest
-
-
-@dataclass
-class EvalData:
-    """The original study's result object (same field names), kept so its notebooks can read ours."""
-    name: str
-    in_cnt: int = 0
-    not_in_cnt: int = 0
-    preds: list = field(default_factory=list)
-    labels: list = field(default_factory=list)
-    not_in_texts: list = field(default_factory=list)
-    eval: dict = field(default_factory=dict)
 
 
 def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run], list[str]]:
