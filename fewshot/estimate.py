@@ -51,6 +51,11 @@ def model_params(path: str) -> float:
     return float(total)
 
 
+def encoder_row_passes(b, n: int) -> int:
+    """Rows the encoder fine-tune pushes through forward and backward for an n-row subset."""
+    return max(1, math.ceil(encoder_epochs(b, n) * math.ceil(n / b.encoder_batch_size))) * b.encoder_batch_size
+
+
 def work(cfg: Config) -> dict:
     """What the study will compute, counted from the config and the manifest."""
     man = load_manifest(cfg)
@@ -62,8 +67,7 @@ def work(cfg: Config) -> dict:
     train_tokens = [n * epochs_for(cfg, n) * tok(name) for name, n, _ in runs]
     icl = len(icl_sizes(cfg)) * len(cfg.data.seeds) * len(icl_answer_modes(cfg)) if cfg.eval.icl else 0
     b = cfg.baselines
-    enc_rows = [max(1, math.ceil(encoder_epochs(b, n) * math.ceil(n / b.encoder_batch_size))) * b.encoder_batch_size
-                for n in cfg.data.sizes] if "encoder" in b.methods else []
+    enc_rows = [encoder_row_passes(b, n) for n in cfg.data.sizes] if "encoder" in b.methods else []
     return {"params": model_params(cfg.model.name_or_path), "train_runs": len(runs), "train_tokens": sum(train_tokens),
             "eval_rows": n_eval, "eval_tokens_per_row": tok(ev), "adapters": len(runs),
             "base_runs": (2 if cfg.eval.zero_shot else 0), "icl_runs": icl,
@@ -74,7 +78,7 @@ def work(cfg: Config) -> dict:
 
 
 def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> dict:
-    """Minutes per stage on this machine; None where there is nothing to scale from (a GPU)."""
+    """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration)."""
     r = reference()
     if has_gpu() or not r:
         return {}
@@ -149,8 +153,7 @@ def calibrate(cfg: Config) -> dict:
     merges = [read_json(Path(cfg.eval.merged_dir) / n / "merged.json")["seconds"] for n in sorted(names)]
     enc = [rec(baseline_name("encoder", n, s)) for s in cfg.baselines.seeds for n in cfg.data.sizes]
     b = cfg.baselines
-    passes = [max(1, math.ceil(encoder_epochs(b, r["train_rows"]) * math.ceil(r["train_rows"] / b.encoder_batch_size)))
-              * b.encoder_batch_size for r in enc]
+    passes = [encoder_row_passes(b, r["train_rows"]) for r in enc]
     sf = [rec(baseline_name("setfit", n, s)) for s in b.seeds for n in cfg.data.sizes]
     sf_a, sf_b = _least_squares([r["train_rows"] for r in sf], [r["seconds"] for r in sf])
     times = {t["stage"]: t["seconds"] for t in read_jsonl(Path(cfg.train.log_dir) / "study_times.jsonl")}
