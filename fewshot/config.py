@@ -75,6 +75,9 @@ class TrainConfig:
     # with memory to spare; a small model is launch-overhead bound at the original study's micro-batch of 2.
     fast: bool = False
     gpus: Optional[int] = None        # cards to spread runs over, one run each (None = every visible one)
+    # Runs side by side on each card: a small model leaves a large card mostly idle (launch-bound), so
+    # 2-4 of its runs share one; each run is still its own process with its own seed and results.
+    runs_per_gpu: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # any other LLaMA-Factory key, passed through
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .devices import cpu_has_native_bf16, cpu_kind, cpu_model, device_and_precision, has_gpu
+from .devices import cpu_kind, cpu_model, device_and_precision, has_gpu
 from .manifest import load_manifest
 from .runs import encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, run_names
 
@@ -77,17 +77,23 @@ def work(cfg: Config) -> dict:
             "setfit_runs": len(cfg.data.sizes) * len(b.seeds) if "setfit" in b.methods else 0}
 
 
+def probes(cfg: Config) -> dict:
+    """This CPU's matrix-product speed in the precisions the study will use: fp32 always (start-ups
+    and encoders scale with it), bf16 too where the LLM steps run in it (natively only)."""
+    g = {"fp32": probe_gflops("fp32")}
+    if device_and_precision(cfg)[1] == "bf16":
+        g["bf16"] = probe_gflops("bf16")
+    return g
+
+
 def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> dict:
     """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration)."""
     r = reference()
     if has_gpu() or not r:
         return {}
     w = w or work(cfg)
-    precision = device_and_precision(cfg)[1]
-    g = gflops or {"fp32": probe_gflops("fp32")}
-    if precision == "bf16" and "bf16" not in g:
-        g["bf16"] = probe_gflops("bf16")
-    llm = g.get(precision, g["fp32"]) * 1e9
+    g = gflops or probes(cfg)
+    llm = g.get(device_and_precision(cfg)[1], g["fp32"]) * 1e9
     fp32 = g["fp32"] * 1e9
     scale = r["probe_gflops"] * 1e9 / fp32  # start-ups and encoders: in proportion to fp32 speed
     train = w["train_runs"] * r["train_start_s"] * scale + 4 * w["params"] * w["train_tokens"] / (r["train_flop_share"] * llm)
@@ -105,9 +111,7 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
 def describe(cfg: Config) -> str:
     if has_gpu():
         return "estimate: none for a GPU box (the estimate is calibrated on CPUs only)"
-    g = {"fp32": probe_gflops("fp32")}
-    if cpu_has_native_bf16():
-        g["bf16"] = probe_gflops("bf16")
+    g = probes(cfg)
     est = estimate(cfg, gflops=g)
     if not est:
         return "estimate: not calibrated yet"
@@ -139,9 +143,9 @@ def calibrate(cfg: Config) -> dict:
     runs, stage times), per unit of this machine's probe; written to CALIBRATION for its CPU kind."""
     from .fileio import atomic_write_json, read_json, read_jsonl
     from .runs import ZERO_SHOT, ZERO_SHOT_CONSTRAINED, baseline_name, icl_name, out_paths
-    w, g = work(cfg), probe_gflops("fp32")
-    precision = device_and_precision(cfg)[1]
-    llm = (probe_gflops("bf16") if precision == "bf16" else g) * 1e9
+    w, speeds = work(cfg), probes(cfg)
+    g = speeds["fp32"]
+    llm = speeds.get(device_and_precision(cfg)[1], g) * 1e9
     names = {name for name, _, _ in run_names(cfg)}
     summ = {s["run"]: s for s in read_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl") if s["run"] in names}
     rec = lambda name: read_json(out_paths(cfg, name)["json"])

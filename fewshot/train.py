@@ -22,7 +22,7 @@ from .models import ADAPTER_FILES, adapter_finished, check_model_path
 from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
 from .devices import device_and_precision
 from .envs import env_bin, subprocess_env
-from .errors import FewshotError
+from .errors import ConfigError, FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 def labelled_logits(cfg: Config) -> bool:
@@ -207,12 +207,15 @@ def _attempt(cfg: Config, name: str, size: int, seed: int, sha: str, gpu: str | 
 
 
 def gpu_slots(cfg: Config) -> list[str]:
-    """The cards to spread runs over: every visible one (train.gpus limits), unless one run spans
-    several through LLaMA-Factory's own launcher (FORCE_TORCHRUN) or there is no GPU."""
+    """The cards to spread runs over, each listed train.runs_per_gpu times: every visible one
+    (train.gpus limits), unless one run spans several through LLaMA-Factory's own launcher
+    (FORCE_TORCHRUN) or there is no GPU."""
     from .schedule import visible_gpus
     if device_and_precision(cfg)[0] != "cuda" or os.environ.get("FORCE_TORCHRUN", "0") not in ("0", ""):
         return []
-    return visible_gpus(cfg.train.gpus)
+    if cfg.train.runs_per_gpu < 1:
+        raise ConfigError(f"train.runs_per_gpu must be 1 or more, got {cfg.train.runs_per_gpu}")
+    return [g for g in visible_gpus(cfg.train.gpus) for _ in range(cfg.train.runs_per_gpu)]
 
 
 def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None) -> int:
@@ -228,7 +231,8 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     with procs.TermAsInterrupt():
         if len(slots) > 1:
             from .schedule import run_on_slots
-            print(f"[train] {len(runs)} run(s) over {len(slots)} GPUs ({','.join(slots)}), one run per GPU", flush=True)
+            print(f"[train] {len(runs)} run(s) over GPUs {','.join(sorted(set(slots)))}, "
+                  f"{cfg.train.runs_per_gpu} run(s) per GPU at a time", flush=True)
             jobs = [(n, size * epochs_for(cfg, size), (n, size, seed)) for n, size, seed in runs]
             status = run_on_slots(jobs, slots, lambda p, gpu: _attempt(cfg, *p, manifest["files"][p[0]]["sha256"], gpu),
                                   lambda: [procs.stop(p) for p in list(_LIVE)])

@@ -57,6 +57,30 @@ def test_train_spreads_runs_over_the_fake_gpus(write_config, monkeypatch):
     assert T.run_all(cfg) == 0 and {g for _, g in seen} == {None}
 
 
+def test_runs_per_gpu_shares_each_card_between_runs(write_config, monkeypatch):
+    import fewshot.train as T
+    from fewshot.data import build
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    cfg = load_config(write_config({"data.sizes": [10, 20, 30], "train.device": "cuda", "train.runs_per_gpu": 2}))
+    assert T.gpu_slots(cfg) == ["3", "3"]
+    build(cfg)
+    lock, live, most = threading.Lock(), [0], [0]
+
+    def one(cfg, name, size, seed, sha, run_lock, gpu):
+        with lock:
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+        time.sleep(0.1)
+        with lock:
+            live[0] -= 1
+        return "trained"
+    monkeypatch.setattr(T, "train_one", one)
+    assert T.run_all(cfg) == 0 and most[0] == 2        # two runs at once on the one card, never three
+    cfg.train.runs_per_gpu = 0
+    with pytest.raises(ConfigError, match="runs_per_gpu"):
+        T.gpu_slots(cfg)
+
+
 def test_shards_partition_the_train_and_eval_runs(write_config):
     cfg = load_config(write_config({"data.sizes": [10, 20, 30], "data.seeds": [0, 1], "eval.icl": True}))
     for names in ([n for n, _, _ in run_names(cfg)], eval_names(cfg)):
