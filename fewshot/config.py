@@ -339,6 +339,8 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: 'eval.icl_sizes' {extra} are not in 'data.sizes' {sorted(d.sizes)}")
     if cfg.eval.concurrency < 1:
         raise ConfigError(f"{where}: 'eval.concurrency' must be >= 1")
+    if cfg.train.runs_per_gpu < 1:
+        raise ConfigError(f"{where}: 'train.runs_per_gpu' must be >= 1, got {cfg.train.runs_per_gpu}")
     for m in cfg.baselines.methods:
         if m not in {"tfidf", "encoder", "setfit"}:
             raise ConfigError(f"{where}: unknown baseline method {m!r} in 'baselines.methods'")

@@ -22,7 +22,7 @@ from .models import ADAPTER_FILES, adapter_finished, check_model_path
 from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
 from .devices import device_and_precision
 from .envs import env_bin, subprocess_env
-from .errors import ConfigError, FewshotError
+from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 def labelled_logits(cfg: Config) -> bool:
@@ -213,8 +213,6 @@ def gpu_slots(cfg: Config) -> list[str]:
     from .schedule import visible_gpus
     if device_and_precision(cfg)[0] != "cuda" or os.environ.get("FORCE_TORCHRUN", "0") not in ("0", ""):
         return []
-    if cfg.train.runs_per_gpu < 1:
-        raise ConfigError(f"train.runs_per_gpu must be 1 or more, got {cfg.train.runs_per_gpu}")
     return [g for g in visible_gpus(cfg.train.gpus) for _ in range(cfg.train.runs_per_gpu)]
 
 

@@ -44,6 +44,7 @@ def test_env_overrides(monkeypatch):
     ("eval.mode=batch", "'eval.mode' must be one of"),
     ("data.sizes=[10,10]", "duplicate sizes [10]"),
     ("data.sizes=[0]", "must be positive"),
+    ("train.runs_per_gpu=0", "'train.runs_per_gpu' must be >= 1"),
     ("nokey", "expected key=value"),
 ])
 def test_bad_config_names_the_key(override, message):
