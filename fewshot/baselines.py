@@ -70,9 +70,10 @@ def tfidf(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return list(clf.predict(test_x))
 
 
-def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
-    """Fine-tune the encoder with a fresh classification head (transformers Trainer)."""
-    import numpy as np
+def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch: int):
+    """Fine-tune the encoder with a fresh classification head (transformers Trainer); the labels, the
+    test rows' logits and the mean training loss. The recipe's batch is taken micro_batch rows at a time and accumulated:
+    the same update whatever micro_batch (tests), so it is a speed setting, not part of the recipe."""
     import torch
     from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
@@ -87,17 +88,36 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     train = Dataset.from_dict({"text": train_x, "label": [lid[y] for y in train_y]}).map(enc, batched=True)
     test = Dataset.from_dict({"text": test_x}).map(enc, batched=True)
     import tempfile
+    b = cfg.baselines
+    if b.encoder_batch_size % micro_batch:
+        raise FewshotError(f"encoder micro-batch {micro_batch} does not divide baselines.encoder_batch_size "
+                           f"{b.encoder_batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
-        b = cfg.baselines
         args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=encoder_bf16(),
-                                 per_device_train_batch_size=b.encoder_batch_size, learning_rate=b.encoder_lr,
-                                 weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
+                                 per_device_train_batch_size=micro_batch, per_device_eval_batch_size=micro_batch,
+                                 gradient_accumulation_steps=b.encoder_batch_size // micro_batch,
+                                 learning_rate=b.encoder_lr, weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
                                  seed=seed, data_seed=seed, save_strategy="no",
                                  logging_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
                                  disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok)
-        trainer.train()
-        logits = trainer.predict(test).predictions
+        # the head's loss is a mean over its micro-batch: the Trainer must divide it by the accumulation
+        # steps (it skips that for models whose forward takes **kwargs, assuming they count tokens)
+        trainer.model_accepts_loss_kwargs = False
+        loss = trainer.train().training_loss
+        return labels, trainer.predict(test).predictions, loss
+
+
+def encoder_micro_batch(b) -> int:
+    """One row per micro-batch on a CPU: no row is padded to its batch's longest (Debian texts: 1.8x
+    padding in batches of 8), 1.6x the steps/s on 2 cores (docs/benchmarks.md); the whole batch on a GPU."""
+    import torch
+    return b.encoder_batch_size if torch.cuda.is_available() else 1
+
+
+def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
+    import numpy as np
+    labels, logits, _ = encoder_logits(train_x, train_y, test_x, seed, cfg, encoder_micro_batch(cfg.baselines))
     return [labels[i] for i in np.argmax(logits, axis=-1)]
 
 
@@ -129,7 +149,8 @@ def method_settings(b, method: str) -> dict:
     reruns the encoder runs, not TF-IDF's."""
     bf16 = {"bf16": encoder_bf16()} if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
-                                     "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
+                                     "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps,
+                                     "micro_batch": encoder_micro_batch(b)},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | bf16
 
 

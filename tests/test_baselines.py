@@ -4,7 +4,7 @@ import random
 import pytest
 
 from conftest import ROOT, slow, write_rows
-from fewshot.baselines import cut_counts, run_all
+from fewshot.baselines import cut_counts, encoder_logits, encoder_path, run_all
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import FewshotError
@@ -53,6 +53,37 @@ def test_baseline_beats_chance_and_writes_shared_format(easy_cfg, method, capsys
     capsys.readouterr()
     run_all(cfg)  # finished work is skipped
     assert f"{method}_16_s0" not in capsys.readouterr().out
+
+
+@slow
+def test_encoder_micro_batches_give_the_batchs_update(easy_cfg, tmp_path):
+    """On a CPU the encoder takes its batch of 8 one row at a time (no padding): with dropout off, the
+    accumulated update must equal the padded batch's, step for step, on rows of unequal length."""
+    import json
+    import shutil
+
+    import numpy as np
+    src = encoder_path(easy_cfg(["encoder"]))
+    enc = tmp_path / "encoder"
+    shutil.copytree(src, enc)
+    conf = json.loads((enc / "config.json").read_text())
+    conf.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (enc / "config.json").write_text(json.dumps(conf))
+    cfg = easy_cfg(["encoder"], **{"baselines.encoder": str(enc), "baselines.encoder_batch_size": 8,
+                                   "baselines.encoder_epochs": 3, "baselines.encoder_min_steps": 0})
+    rows = _easy(40, seed=3)
+    x = [r["text"] + " extra" * (i % 7) * 5 for i, r in enumerate(rows)]  # 10 to 45 tokens: padding matters
+    y = [r["label"] for r in rows]
+    train_x, train_y, test_x = x[:20], y[:20], x[20:]  # 20 rows: the last batch of each epoch holds 4
+    labels1, one, loss1 = encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=1)
+    labels8, eight, loss8 = encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=8)
+    assert labels1 == labels8
+    assert loss1 == pytest.approx(loss8, rel=1e-4)  # the accumulated loss is a mean, not a sum of 8
+    untrained = encoder_logits(train_x, train_y, test_x, 0, load_config(cfg.path, ["baselines.encoder_lr=1e-12"]), 8)[1]
+    assert np.abs(eight - untrained).max() > 1e-2  # it did learn, so equal logits mean equal updates
+    np.testing.assert_allclose(one, eight, atol=1e-4)
+    with pytest.raises(FewshotError, match="micro-batch 3 does not divide baselines.encoder_batch_size 8"):
+        encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=3)
 
 
 def test_encoder_cut_is_counted_not_silent(easy_cfg):
