@@ -188,7 +188,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
             ratio = n / max(sizes) if n else None
             out["crossovers"].append({"metric": metric, "llm": LLM, "other": m, "kind": kind,
                                       "rows": _int(n), "low": _int(lo), "high": _int(hi),
-                                      "range": [int(lo_n), int(hi_n)], "ratio": ratio,
+                                      "range": [int(lo_n), int(hi_n)], "ratio": ratio, "benchmarked_to": int(hi_n),
                                       "extrapolated": bool(n is not None and n > max(sizes)),
                                       "trust": trust_at(cal, ratio) if ratio else None})
     out["comparisons"] = compare(by_m, k, boot_rows, seed)
@@ -237,8 +237,10 @@ def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> di
     lo = _ci([cm.rows_needed(q, t - w) if q else math.inf for q in boots])[0]
     hi = _ci([cm.rows_needed(q, t + w) if q else math.inf for q in boots])[1]
     trust = trust_at(cal, ratio) if reachable else None
+    top = max([float(r) for r in cal.get("ratios", {})] or [1.0])
     return {"method": m, "metric": metric, "target": t,
             "rows": int(math.ceil(n_star)) if reachable else None, "low": _int(lo), "high": _int(hi),
+            "benchmarked_to": int(top * max_n),
             "reachable": reachable, "ratio": ratio, "extrapolated": bool(reachable and n_star > max_n),
             "below_measured": bool(reachable and n_star < min(sizes)), "ceiling": curve.ceiling,
             "trust": trust, "enough_data": trusted(trust)}
@@ -360,6 +362,16 @@ def name(m: str) -> str:
     return METHOD_NAMES.get(m, m)
 
 
+def interval_words(r: dict) -> str:
+    """'[low–high]' for a reader. An upper end past the farthest ratio the curve benchmark measured
+    (or none: some bootstrap curves never get there) is no number to print: 'beyond N' says how far
+    the benchmark reaches instead (a plateauing curve gave '[61–50000000001254]')."""
+    lim, hi = r.get("benchmarked_to"), r.get("high")
+    if hi is None or (lim and hi > lim):
+        hi = f"beyond {lim}" if lim else "beyond the data"
+    return f"[{r.get('low') or '?'}–{hi}]"
+
+
 def _trust_words(r: dict) -> str:
     """Why an answer is or is not given: the benchmark's error at its ratio."""
     t = r.get("trust")
@@ -402,8 +414,7 @@ def headline(res: dict) -> str:
                 parts.append(f"{r['target']:.0%}: not enough data to say (~{r['ratio']:.0f}x the largest size "
                              f"measured; {_trust_words(r)})")
             else:
-                hi = "∞" if r["high"] is None else r["high"]
-                parts.append(f"{r['target']:.0%}: ~{r['rows']} rows [{r['low'] or '?'}–{hi}], {r['ratio']:.1f}x the "
+                parts.append(f"{r['target']:.0%}: ~{r['rows']} rows {interval_words(r)}, {r['ratio']:.1f}x the "
                              f"largest measured ({_trust_words(r)})")
         unit = " (x = demonstrations shown)" if m in ICL_METHODS else ""
         lines.append(f"- **{name(m)}**{unit}: " + "; ".join(parts) + one_seed)
@@ -423,7 +434,7 @@ def headline(res: dict) -> str:
             txt = (f"curves cross ~{c['ratio']:.0f}x past the largest size measured: not enough data to say "
                    f"({_trust_words(dict(c, _ratios=ratios))})")
         else:
-            txt = f"curves cross at ~{c['rows']} rows [{c['low'] or '?'}–{c['high'] or '∞'}]"
+            txt = f"curves cross at ~{c['rows']} rows {interval_words(c)}"
         lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: {txt}")
     lines += icl_words(res)
     lines += verdict(res)
@@ -507,8 +518,8 @@ def answers_table(res: dict, metric: str = "accuracy"):
         bench = ("inside the data" if t and t.get("inside") else f"{t['p90_abs']:.3f} ({t['ratio']:g}x)" if t
                  else "no benchmark")
         rows.append({"method": name(r["method"]), "target": f"{r['target']:.0%}", "rows needed": answer,
-                     f"{res.get('interval', INTERVAL):.0%} interval": (f"[{r['low'] or '?'}–{r['high'] or '∞'}]"
-                                                                      if r.get("enough_data") else ""),
+                     f"{res.get('interval', INTERVAL):.0%} interval": (interval_words(r) if r.get("enough_data")
+                                                                      else ""),
                      "x largest measured": f"{r['ratio']:.1f}" if r.get("ratio") else "",
                      "benchmark: 90% of answers within": bench})
     return pd.DataFrame(rows)
@@ -534,7 +545,7 @@ def table(res: dict) -> str:
     for r in res["labels_needed"]:
         note = ("not reached: ceiling %.3f" % r["ceiling"] if not r["reachable"] else
                 "" if r.get("enough_data") else "not enough data to say")
-        ci = f"[{r['low'] or '?'}, {r['high'] or 'inf'}]" if r["reachable"] else ""
+        ci = interval_words(r) if r["reachable"] else ""
         ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else ""
         rows.append(f"{r['method']:<20} {r['metric']:<9} {r['target']:<7} {str(r['rows'] or '-'):<7} {ci:<17} "
                     f"{ratio:<6} {note}")
@@ -543,7 +554,7 @@ def table(res: dict) -> str:
             rows.append(f"{f['method']:<20} {f['metric']:<9} no fit: {f['status']}")
     for c in res["crossovers"]:
         rows.append(f"crossover {c['metric']}: {c['llm']} vs {c['other']}: {c['kind']} {c['rows'] or ''} "
-                    f"[{c['low'] or '?'}, {c['high'] or 'inf'}]")
+                    f"{interval_words(c)}")
     for b in res["backtest"]:
         if b["status"] == "ok":
             rows.append(f"backtest {b['method']} {b['metric']} at {b['held_out']}: predicted {b['predicted']:.3f}, "

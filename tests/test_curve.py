@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fewshot import curve_models as cm
-from fewshot.curve import analyse, headline, trust_at, verdict, widen_at
+from fewshot.curve import analyse, headline, interval_words, trust_at, verdict, widen_at
 from fewshot.fileio import atomic_write_json, atomic_write_text
 
 LABELS = ["a", "b", "c", "d"]
@@ -96,10 +96,21 @@ def test_known_power_law_plus_noise_is_recovered_within_the_interval(tmp_path):
     true_n = ((TRUE[0] - 0.8) / TRUE[1]) ** (-1 / TRUE[2])  # ~200 rows
     assert need["reachable"] and need["low"] <= true_n <= need["high"]
     assert need["ratio"] < 1 and need["enough_data"] and need["trust"]["inside"]
+    assert need["benchmarked_to"] == 8 * 256  # the farthest benchmarked ratio times the largest size
     over = next(r for r in res["labels_needed"] if r["metric"] == "accuracy" and r["target"] == 0.97)
     assert not over["reachable"] and over["rows"] is None and over["ceiling"] < 0.97
     bt = next(b for b in res["backtest"] if b["metric"] == "accuracy")
     assert bt["status"] == "ok" and bt["held_out"] == 256 and abs(bt["error"]) < 0.03
+
+
+def test_an_interval_past_the_benchmark_reads_in_words_not_digits():
+    """A curve that plateaus near the target sends some bootstrap answers to 10^10 rows or never:
+    the report says how far the benchmark reaches instead of printing that number."""
+    r = {"low": 61, "high": 50000000001254, "benchmarked_to": 1024}
+    assert interval_words(r) == "[61–beyond 1024]"
+    assert interval_words({**r, "high": None}) == "[61–beyond 1024]"
+    assert interval_words({**r, "high": 900}) == "[61–900]"
+    assert interval_words({"low": None, "high": None}) == "[?–beyond the data]"
 
 
 def test_an_answer_far_past_the_data_says_not_enough_data(tmp_path):
