@@ -532,6 +532,30 @@ def comparisons_table(res: dict):
                          for c in res.get("comparisons", [])])
 
 
+def backtest_table(res: dict):
+    """The backtest in words: each method refitted without its largest size, predicting it."""
+    import pandas as pd
+    return pd.DataFrame([{"method": name(b["method"]), "held out": f"{b['held_out']} rows",
+                          "predicted": f"{b['predicted']:.3f}", "measured": f"{b['measured']:.3f}",
+                          "error": f"{b['error']:+.3f}", "measured inside the interval": "yes" if b["covered"] else "no"}
+                         for b in res["backtest"] if b["status"] == "ok" and b["metric"] == "accuracy"])
+
+
+def cost_words_table(res: dict):
+    """Compute for one run at the rows each target needs, only where the rows-needed answer stands
+    (a TF-IDF answer of 205239 rows is not a cost to read)."""
+    import pandas as pd
+    answers = {(r["method"], r["target"]): r for r in res["labels_needed"] if r["metric"] == "accuracy"}
+    rows = []
+    for c in (c for c in res["cost"] if c.get("target") is not None):
+        ok = answers.get((c["method"], c["target"]), {}).get("enough_data")
+        rows.append({"method": name(c["method"]), "target": f"{c['target']:.0%}",
+                     "rows needed": f"~{c['rows']}" if ok else "not enough data to say",
+                     "one run, train + score": (_dur(c["seconds"]) if c["seconds"] >= 1 else "under 1 s") if ok else "",
+                     "device": c["device"]})
+    return pd.DataFrame(rows)
+
+
 def _acc(x, ci) -> str:
     return f"{x:.3f} [{ci[0]:.3f}–{ci[1]:.3f}]"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .fileio import read_jsonl
@@ -78,6 +79,34 @@ def curve_table(df: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), macro_f1=("macro_f1", "mean"),
                 macro_f1_std=("macro_f1", "std"), seeds=("accuracy", "size")).reset_index()
     return out.fillna({"accuracy_std": 0.0, "macro_f1_std": 0.0})
+
+
+def _cell(x, fmt: str = "{:.0f}", none: str = "") -> str:
+    return none if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
+
+
+def _secs(x, none: str = "") -> str:
+    text = _cell(x, "{:.0f} s", none)
+    return "<1 s" if text not in ("", none) and x < 1 else text
+
+
+def seconds_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean training and scoring seconds per (method, rows), "-" where a method has no such step."""
+    g = df.groupby(["method", "train_rows"])[["train_s", "score_s"]].mean().reset_index()
+    return pd.DataFrame({"method": g["method"], "rows": g["train_rows"].astype(int),
+                         "training": [_secs(x, "-") for x in g["train_s"]],
+                         "scoring": [_secs(x, "-") for x in g["score_s"]]})
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every run, one line each, in the units a reader needs (results_table keeps the raw values)."""
+    return pd.DataFrame({
+        "run": df["run"], "method": df["method"], "rows": df["train_rows"].astype(int),
+        "seed": [_cell(x) for x in df["seed"]], "accuracy": [_cell(x, "{:.3f}") for x in df["accuracy"]],
+        "95% interval": df["acc_ci95"].fillna("").str.replace(", ", "–"), "macro-F1": [_cell(x, "{:.3f}") for x in df["macro_f1"]],
+        "invalid answers": [_cell(x) for x in df["invalid"]], "demonstrations": [_cell(x) for x in df["k_demos"]],
+        "training": [_secs(x) for x in df["train_s"]], "scoring": [_secs(x) for x in df["score_s"]],
+        "device": df["device"]})
 
 
 def invalid_answers(results: list[dict]) -> pd.DataFrame:

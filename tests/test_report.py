@@ -95,3 +95,40 @@ def test_report_leads_with_the_answer_and_hides_code(write_config, tmp_path):
     rows = [r for r in res["labels_needed"] if r["method"] == "llm_lora" and r["metric"] == "accuracy"]
     assert {r["target"] for r in rows} == set(cfg.report.targets)
     assert set(rows[0]) >= {"method", "metric", "target", "rows", "low", "high", "reachable", "extrapolated"}
+
+
+def test_tables_after_the_headline_are_for_a_person():
+    """No NaN, no 1.675495e+08, no 205239-row cost: integers, words where a value does not apply or an
+    answer does not stand, intervals as [a–b] (labels_needed.json keeps every raw value)."""
+    import numpy as np
+    import pandas as pd
+    from fewshot.curve import backtest_table, cost_words_table
+    from fewshot.results import runs_table, seconds_table
+    df = pd.DataFrame({"run": ["zero_shot", "llm_train_16", "tfidf_16_s1"],
+                       "method": ["LLM zero-shot (free answer)", "LLM + LoRA", "TF-IDF + LogReg"],
+                       "train_rows": [0.0, 16.0, 16.0], "seed": [None, 0.0, 1.0], "accuracy": [0.1, 0.5551, 0.4],
+                       "acc_ci95": ["[0.050, 0.150]", "[0.495, 0.605]", None], "macro_f1": [0.05, 0.455, 0.2],
+                       "invalid": [200, 0, 0], "k_demos": [np.nan, np.nan, np.nan], "train_s": [np.nan, 167549500.0, 0.3],
+                       "score_s": [79.2, 153.5, np.nan], "device": ["cpu", "cpu", "cpu"]})
+    runs = runs_table(df)
+    text = runs.to_string()
+    assert "NaN" not in text and "e+" not in text and "None" not in text
+    assert list(runs["rows"]) == [0, 16, 16] and list(runs["seed"]) == ["", "0", "1"]
+    assert list(runs["95% interval"]) == ["[0.050–0.150]", "[0.495–0.605]", ""]
+    assert list(runs["training"]) == ["", "167549500 s", "<1 s"] and runs["accuracy"][1] == "0.555"
+    secs = seconds_table(df)
+    assert secs.set_index("method").loc["LLM zero-shot (free answer)", "training"] == "-"
+    res = {"labels_needed": [{"method": "tfidf", "metric": "accuracy", "target": 0.6, "enough_data": True},
+                             {"method": "tfidf", "metric": "accuracy", "target": 0.9, "enough_data": False}],
+           "cost": [{"method": "tfidf", "target": 0.6, "rows": 112, "device": "cpu", "seconds": 0.7},
+                    {"method": "tfidf", "target": 0.9, "rows": 205239, "device": "cpu", "seconds": 0.0},
+                    {"method": "tfidf", "target": None, "rows": None, "device": "cpu", "seconds_per_run": {16: 1.3}}],
+           "backtest": [{"method": "encoder", "metric": "accuracy", "status": "ok", "held_out": 128, "predicted": 0.8007,
+                         "measured": 0.8017, "error": -0.001, "covered": True},
+                        {"method": "setfit", "metric": "accuracy", "status": "too few sizes"}]}
+    cost = cost_words_table(res)
+    assert list(cost["rows needed"]) == ["~112", "not enough data to say"]
+    assert list(cost["one run, train + score"]) == ["under 1 s", ""] and "205239" not in cost.to_string()
+    bt = backtest_table(res)
+    assert bt.to_dict("records") == [{"method": "Encoder fine-tune", "held out": "128 rows", "predicted": "0.801",
+                                      "measured": "0.802", "error": "-0.001", "measured inside the interval": "yes"}]
