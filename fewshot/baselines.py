@@ -147,11 +147,10 @@ METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
-    bf16 = {"bf16": encoder_bf16()} if method == "encoder" else {}
+    device = {"bf16": encoder_bf16(), "micro_batch": encoder_micro_batch(b)} if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
-                                     "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps,
-                                     "micro_batch": encoder_micro_batch(b)},
-            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | bf16
+                                     "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
+            "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device
 
 
 # ---------------------------------------------------------------- the step
