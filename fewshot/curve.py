@@ -180,7 +180,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
             if m == LLM or (m, metric) not in fits:
                 continue
             sizes = sorted({p.n for p in by_m[LLM]} | {p.n for p in by_m[m]})
-            top = max(float(r) for r in cal["ratios"]) if cal.get("ratios") else 1.0
+            top = _top_ratio(cal)
             lo_n, hi_n = min(sizes), top * max(sizes)
             kind, n = cm.crossover(fits[(LLM, metric)], fits[(m, metric)], lo_n, hi_n)
             draws = [cm.crossover(a, b, lo_n, hi_n) for a, b in zip(boots[(LLM, metric)], boots[(m, metric)]) if a and b]
@@ -209,10 +209,16 @@ def _seeds(pts: list[Point]) -> int:
     return min((len(v) for v in per.values()), default=0)
 
 
+def _top_ratio(cal: dict) -> float:
+    """The farthest extrapolation ratio the curve benchmark measured (1 without a benchmark): how far
+    past the data the figure draws, crossovers are sought and an interval's end is printed."""
+    return max([float(r) for r in cal.get("ratios", {})] or [1.0])
+
+
 def _line(curve, boots, lo_n: float, max_n: float, cal: dict) -> dict:
     """The fitted curve and its interval on a grid, out to the farthest benchmarked ratio: what the
     figure draws (past the largest size the band is widened as the benchmark says)."""
-    top = max([float(r) for r in cal.get("ratios", {})] or [1.0])
+    top = _top_ratio(cal)
     xs = np.geomspace(lo_n, top * max_n, 80)
     ys = curve(xs)
     if boots:
@@ -237,10 +243,9 @@ def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> di
     lo = _ci([cm.rows_needed(q, t - w) if q else math.inf for q in boots])[0]
     hi = _ci([cm.rows_needed(q, t + w) if q else math.inf for q in boots])[1]
     trust = trust_at(cal, ratio) if reachable else None
-    top = max([float(r) for r in cal.get("ratios", {})] or [1.0])
     return {"method": m, "metric": metric, "target": t,
             "rows": int(math.ceil(n_star)) if reachable else None, "low": _int(lo), "high": _int(hi),
-            "benchmarked_to": int(top * max_n),
+            "benchmarked_to": int(_top_ratio(cal) * max_n),
             "reachable": reachable, "ratio": ratio, "extrapolated": bool(reachable and n_star > max_n),
             "below_measured": bool(reachable and n_star < min(sizes)), "ceiling": curve.ceiling,
             "trust": trust, "enough_data": trusted(trust)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .fileio import read_jsonl
@@ -82,7 +81,7 @@ def curve_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(x, fmt: str = "{:.0f}", none: str = "") -> str:
-    return none if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
+    return none if pd.isna(x) else fmt.format(x)
 
 
 def _secs(x, none: str = "") -> str:
