@@ -17,7 +17,7 @@ STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "benc
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
     ap.add_argument("step", choices=STEPS)
-    ap.add_argument("name", nargs="?", help="bench: which benchmark (client, serving, train, study); sweep: setfit_head "
+    ap.add_argument("name", nargs="?", help="bench: which benchmark (client, serving, train, study, profile); sweep: setfit_head "
                     "(SetFit's head) or encoder (the encoder fine-tune's recipe) instead of the LLM recipes")
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -4,7 +4,9 @@ client   the project's client vs. the original study's (one request at a time) v
          run at high concurrency, on one running vLLM server and the same prompts
 serving  wall time to score the demo's runs in each serving mode, server start-up included
 train    samples/s of a few steps of one demo run per CPU speed-up (and bf16 where native), losses, peak memory
-study    the wall time of the whole first README command, by stage (reads logs/study_times.jsonl)
+study    the wall time of the whole first README command, by stage (reads logs/study_times.jsonl), then profile
+profile  a finished study's seconds run by run (training, merges, server starts, scoring, baselines),
+         the LLM's model FLOP/s against this CPU's matrix-product probe
 
 Each prints what it ran on, a small table and a last line with the key ratio, and writes its
 figures to bench/results/<name>_<cpu kind>.json."""
@@ -237,10 +239,79 @@ def bench_study(cfg: Config) -> int:
     total = time.time() - t0
     stages = [{"stage": r["stage"], "seconds": r["seconds"]} for r in read_jsonl(times)[start:]]
     stages.append({"stage": "total", "seconds": round(total)})
-    return _report("study", stages, f"whole study: {total / 60:.1f} min (target 30), exit {rc}")
+    _report("study", stages, f"whole study: {total / 60:.1f} min (target 30), exit {rc}")
+    return bench_profile(cfg) if rc == 0 else rc
 
 
-BENCHES = {"client": bench_client, "serving": bench_serving, "train": bench_train, "study": bench_study}
+# ---------------------------------------------------------------- profile
+
+def _pct(gflops: float | None, probe: float) -> str:
+    return f"{gflops:.0f} ({100 * gflops / probe:.0f}%)" if gflops and probe else "-"
+
+
+def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
+    """One row per finished run of this config's objs/ and training log: where its seconds went and,
+    for the LLM, how many model FLOP/s that was against the probe (4 x params per trained token:
+    forward and the activations' backward, LoRA's weights being few; 2 x params per computed
+    prompt or generated token; the prefix cache's tokens are not computed again)."""
+    from .fileio import read_json
+    trained = {r["run"]: r for r in read_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl")}
+    rows = []
+    for name, t in sorted(trained.items(), key=lambda kv: (kv[1].get("rows", 0), kv[0])):
+        tok, secs = t.get("tokens_seen"), t.get("train_runtime_s")
+        g = 4 * n_params * tok / secs / 1e9 if tok and secs else None
+        rows.append({"run": name, "work": "LLM training", "seconds": round(t.get("wall_s") or 0),
+                     "detail": f"{tok or '?'} tokens, {tok / secs:.0f} tokens/s" if tok and secs else "-",
+                     "GFLOP/s (of probe)": _pct(g, probe)})
+    for f in sorted(Path(cfg.eval.out_dir).glob("*.json")):
+        r = read_json(f)
+        if not isinstance(r, dict) or "method" not in r:
+            continue
+        if r["method"].startswith("llm_"):
+            sc = dict(r.get("scoring") or {})
+            if sc.get("first_on_server") is False:  # its server's start-up is counted with the first run
+                sc["server_start_s"] = None
+            tk = sc.get("tokens") or {}
+            computed = tk.get("prompt_tokens", 0) - tk.get("cached_tokens", 0) + tk.get("generated_tokens", 0)
+            g = 2 * n_params * computed / sc["seconds"] / 1e9 if tk and sc.get("seconds") else None
+            parts = [f"merge {sc['merge_s']:.0f} s" if sc.get("merge_s") else None,
+                     f"server start {sc.get('server_start_s', 0):.0f} s" if sc.get("server_start_s") else None,
+                     f"scoring {sc.get('seconds', 0):.0f} s at {sc.get('rows_per_s') or '-'} rows/s",
+                     (f"{tk['prompt_tokens']} prompt tokens ({100 * tk['cached_tokens'] / max(1, tk['prompt_tokens']):.0f}%"
+                      f" from the prefix cache), {tk['generated_tokens']} generated") if tk else None]
+            rows.append({"run": r["name"], "work": "LLM scoring",
+                         "seconds": round(sum(sc.get(k) or 0 for k in ("merge_s", "server_start_s", "seconds"))),
+                         "detail": "; ".join(x for x in parts if x), "GFLOP/s (of probe)": _pct(g, probe)})
+        elif r.get("seconds") is not None:
+            rows.append({"run": r["name"], "work": r["method"], "seconds": round(r["seconds"]), "detail": "-",
+                         "GFLOP/s (of probe)": "-"})
+    return rows
+
+
+def bench_profile(cfg: Config) -> int:
+    """Where a finished study's time went, run by run, from what its steps recorded (no rerun):
+    training tokens, merges, server starts, scoring with vLLM's own token counters, each baseline
+    run; the LLM's model FLOP/s beside this CPU's matrix-product probe, so a stage far below the
+    probe is where a speed-up may still be, and one near it only gets faster by doing less."""
+    from .devices import precision_on
+    from .estimate import model_params, probe_gflops
+    from .models import model_path
+    dtype = precision_on(cfg, "cpu")
+    probe = probe_gflops("bf16" if dtype == "bf16" else "fp32")
+    rows = profile_rows(cfg, model_params(model_path(cfg)), probe)
+    if not rows:
+        raise FewshotError(f"bench profile: no finished runs in {cfg.eval.out_dir}/ or "
+                           f"{cfg.train.log_dir}/train_summary.jsonl; run the study first")
+    by_work: dict[str, int] = {}
+    for r in rows:
+        by_work[r["work"]] = by_work.get(r["work"], 0) + r["seconds"]
+    key = (f"probe {probe:.0f} GFLOP/s {dtype}; seconds by work: "
+           + ", ".join(f"{k} {v}" for k, v in sorted(by_work.items(), key=lambda kv: -kv[1])))
+    return _report("profile", rows, key, {"probe_gflops": round(probe), "by_work_s": by_work})
+
+
+BENCHES = {"client": bench_client, "serving": bench_serving, "train": bench_train, "study": bench_study,
+           "profile": bench_profile}
 
 
 def run(cfg: Config, name: str | None) -> int:

@@ -28,7 +28,7 @@ from .locks import Busy, hold
 from .metrics import compute
 from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, EvalData, Run, eval_file_name, eval_lock, eval_names, out_paths,
                    run_dir, run_names, shard_of)
-from .serve import VLLMServer, free_port, new_api_key, vllm_command
+from .serve import VLLMServer, free_port, new_api_key, server_counters, vllm_command
 from .models import adapter_finished, check_model_path, model_path
 from .provenance import run_manifest
 
@@ -103,12 +103,17 @@ def merge(cfg: Config, run: Run) -> Path:
 # ---------------------------------------------------------------- scoring
 
 def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows: list[dict], labels: list[str],
-                    h: str, mode: str, split_sha: str, server_seconds: float) -> dict:
+                    h: str, mode: str, split_sha: str, server_seconds: float, first_on_server: bool = True) -> dict:
     p = out_paths(cfg, run.name)
     e = cfg.eval
+    before = server_counters(server.base_url, server.api_key)
     stats = score(server.base_url, served, rows, labels, p["preds"], concurrency=e.concurrency,
                   constrained=run.constrained, max_tokens=e.max_tokens, timeout=e.request_timeout,
                   max_retries=e.max_retries, desc=run.name, api_key=server.api_key, demos=run.demos)
+    after = server_counters(server.base_url, server.api_key)
+    if before and after and stats.get("scored"):  # the runs of one server are scored one after another
+        stats["tokens"] = {k: int(after[k] - before[k]) for k in after}
+    stats["first_on_server"] = first_on_server  # the server's start-up is counted once, with this run
     return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
 
 
@@ -129,12 +134,14 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
                   eval={k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")})
     train = read_json(run.adapter / "done.json") if run.adapter and (run.adapter / "done.json").exists() else {}
     device = "gpu" if has_gpu() else "cpu"
+    marker = Path(cfg.eval.merged_dir) / run.name / "merged.json"
+    merge_s = read_json(marker).get("seconds") if mode == "merged" and run.adapter and marker.exists() else None
     result = {
         "name": run.name, "method": run.method, "train_rows": run.size,
         "seed": run.seed, "split": cfg.eval.split, "n_eval": len(rows), "mode": mode, "served_model": served,
         "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
-        "scoring": {**stats, "server_start_s": round(server_seconds, 1), "device": device,
+        "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,
                     "dtype": "auto" if device == "gpu" else cpu_serving_dtype(cfg)},
         "train_seconds": train.get("wall_s"), "train_device": train.get("device"),
         "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
@@ -250,11 +257,12 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key())
             with procs.TermAsInterrupt(), server:
                 start = time.time() - t0
-                for run, h in mine:
+                for k, (run, h) in enumerate(mine):
                     # an adapter is served under its run's name (as a LoRA, or as the merged model)
                     served = run.name if run.adapter is not None else cfg.model.served_name
                     try:
-                        _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start)
+                        _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start,
+                                        first_on_server=k == 0)
                     except FewshotError as err:
                         failed[run.name] = str(err)
         except FewshotError as err:  # merge or server failed: every run of this group failed with it

@@ -52,6 +52,36 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
     return cmd + list(extra or [])
 
 
+# vLLM's Prometheus counters that say where a run's scoring time went: prompt tokens (and how many
+# came from the prefix cache, i.e. were not computed again) and generated tokens
+COUNTERS = {"prompt_tokens": "vllm:prompt_tokens_total", "cached_tokens": "vllm:prompt_tokens_cached_total",
+            "generated_tokens": "vllm:generation_tokens_total"}
+
+
+def parse_counters(text: str) -> dict[str, float]:
+    """COUNTERS' values from a /metrics page, each summed over its label sets (engines, models)."""
+    out = dict.fromkeys(COUNTERS, 0.0)
+    by_metric = {v: k for k, v in COUNTERS.items()}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in by_metric:
+            out[by_metric[name]] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def server_counters(base_url: str, api_key: str | None = None) -> dict[str, float] | None:
+    """The server's COUNTERS now, or None where /metrics does not answer (a profile, never a failure)."""
+    req = urllib.request.Request(base_url.removesuffix("/v1") + "/metrics",
+                                 headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return parse_counters(r.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+        return None
+
+
 def new_api_key() -> str:
     """A fresh key per server start: other users and processes on a shared box get 401."""
     return secrets.token_urlsafe(24)

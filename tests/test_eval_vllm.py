@@ -54,6 +54,15 @@ def test_multi_lora_scores_zero_shot_icl_and_adapter_end_to_end(trained, capsys)
         assert obj.in_cnt + obj.not_in_cnt == 6 and len(obj.preds) == 6 and len(obj.labels) == 6
         preds = (Path(cfg.eval.out_dir) / name / "predictions.jsonl").read_text().splitlines()
         assert len(preds) == 6
+        tk = res["scoring"]["tokens"]  # vLLM's own counters, this run's share of them
+        assert tk["prompt_tokens"] >= 6 * 20 and 0 <= tk["cached_tokens"] <= tk["prompt_tokens"]
+        assert 6 <= tk["generated_tokens"] <= 6 * cfg.eval.max_tokens
+    runs = {n: json.loads((Path(cfg.eval.out_dir) / f"{n}.json").read_text())["scoring"]
+            for n in ("zero_shot", "zero_shot_constrained", "icl_4", "icl_4_constrained", "llm_train_4")}
+    assert sum(sc["first_on_server"] for sc in runs.values()) == 1  # multi_lora: one server for all five
+    # the same rows twice (free, then constrained): the second run's prompts come from the prefix cache
+    assert runs["zero_shot"]["tokens"]["cached_tokens"] + runs["zero_shot_constrained"]["tokens"]["cached_tokens"] > 0
+    assert runs["icl_4"]["tokens"]["prompt_tokens"] > runs["zero_shot"]["tokens"]["prompt_tokens"]  # demonstrations
     icl = json.loads((Path(cfg.eval.out_dir) / "icl_4.json").read_text())
     assert icl["method"] == "llm_icl" and icl["icl"]["k"] == 4 and icl["icl"]["rows"] == [0, 1, 2, 3]
     assert 0 < icl["icl"]["tokens"] <= icl["icl"]["budget"] and icl["train_rows"] == 4

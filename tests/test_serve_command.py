@@ -49,3 +49,18 @@ def test_served_context_follows_the_longest_prompt_and_a_row_that_cannot_fit_is_
     assert context_needed(cfg, [icl], tokens) == 1536                      # demonstrations included
     with pytest.raises(FewshotError, match=r"row 7 of llm_valid.json needs 9024 tokens"):
         context_needed(cfg, [Run("icl_99", 99, 0, None, "h", "icl", icl={"tokens": 8700})], tokens)
+
+
+def test_server_counters_are_summed_over_label_sets_and_nothing_else():
+    from fewshot.serve import parse_counters
+    text = """# HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="base"} 4400.0
+vllm:prompt_tokens_total{engine="1",model_name="base"} 600.0
+vllm:prompt_tokens_created{engine="0",model_name="base"} 1.7e+09
+vllm:prompt_tokens_cached_total{engine="0",model_name="base"} 1250.0
+vllm:generation_tokens_total{engine="0",model_name="base"} 412.0
+vllm:request_prompt_tokens_sum{engine="0",model_name="base"} 99999.0
+"""
+    assert parse_counters(text) == {"prompt_tokens": 5000.0, "cached_tokens": 1250.0, "generated_tokens": 412.0}
+    assert parse_counters("") == {"prompt_tokens": 0.0, "cached_tokens": 0.0, "generated_tokens": 0.0}

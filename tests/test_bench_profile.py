@@ -1,0 +1,34 @@
+"""`python -m fewshot bench profile`: a finished study's seconds run by run, read from what the
+steps recorded; a shared server's start-up counted once; the LLM's FLOP/s from its token counts."""
+import json
+
+from conftest import ROOT
+from fewshot.bench import profile_rows
+from fewshot.config import load_config
+
+
+def test_profile_counts_a_shared_server_once_and_the_tokens_it_computed(tmp_path):
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"eval.out_dir={tmp_path / 'objs'}",
+                                                       f"train.log_dir={tmp_path / 'logs'}"])
+    (tmp_path / "objs").mkdir()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "train_summary.jsonl").write_text(json.dumps(
+        {"run": "llm_train_16", "rows": 16, "wall_s": 90.0, "train_runtime_s": 80.0, "tokens_seen": 8000}) + "\n")
+    tok = {"prompt_tokens": 50000, "cached_tokens": 10000, "generated_tokens": 400}
+    runs = {"zero_shot": {"seconds": 100.0, "server_start_s": 50.0, "first_on_server": True, "tokens": tok},
+            "zero_shot_constrained": {"seconds": 20.0, "server_start_s": 50.0, "first_on_server": False},
+            "llm_train_16": {"seconds": 90.0, "server_start_s": 45.0, "merge_s": 20.0, "first_on_server": True}}
+    for name, sc in runs.items():
+        (tmp_path / "objs" / f"{name}.json").write_text(json.dumps({"name": name, "method": "llm_x", "scoring": sc}))
+    (tmp_path / "objs" / "encoder_16_s0.json").write_text(json.dumps({"name": "encoder_16_s0", "method": "encoder",
+                                                                      "seconds": 131.6}))
+    rows = {r["run"] + "/" + r["work"]: r for r in profile_rows(cfg, n_params=1e8, probe=100.0)}
+    assert rows["llm_train_16/LLM training"]["seconds"] == 90
+    assert rows["llm_train_16/LLM training"]["GFLOP/s (of probe)"] == "40 (40%)"  # 4 x 1e8 x 8000 / 80 s
+    assert rows["zero_shot/LLM scoring"]["seconds"] == 150
+    assert rows["zero_shot_constrained/LLM scoring"]["seconds"] == 20  # its server was zero_shot's
+    assert rows["llm_train_16/LLM scoring"]["seconds"] == 155  # merge + start + scoring
+    # 2 x 1e8 x (50000 - 10000 cached + 400 generated) / 100 s
+    assert rows["zero_shot/LLM scoring"]["GFLOP/s (of probe)"] == "81 (81%)"
+    assert rows["zero_shot_constrained/LLM scoring"]["GFLOP/s (of probe)"] == "-"  # no counters: not guessed
+    assert rows["encoder_16_s0/encoder"]["seconds"] == 132
