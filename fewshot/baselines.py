@@ -70,14 +70,34 @@ def tfidf(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return list(clf.predict(test_x))
 
 
+def sorted_within_batches(order: list[int], lengths: list[int], batch: int) -> list[int]:
+    """A training order with each consecutive optimizer batch sorted by length: every update sees the
+    same rows, and its micro-batches hold rows of similar length (less padding)."""
+    return [i for k in range(0, len(order), batch) for i in sorted(order[k:k + batch], key=lambda i: lengths[i])]
+
+
 def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch: int):
     """Fine-tune the encoder with a fresh classification head (transformers Trainer); the labels, the
-    test rows' logits and the mean training loss. The recipe's batch is taken micro_batch rows at a time and accumulated:
-    the same update whatever micro_batch (tests), so it is a speed setting, not part of the recipe."""
+    test rows' logits and the mean training loss. The recipe's random batch is taken micro_batch rows at a time
+    (sorted by length within the batch) and accumulated: the same update whatever micro_batch (tests), so it
+    is a speed setting, not part of the recipe; so is the fused AdamW (the same arithmetic in one kernel)."""
     import torch
     from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
                               set_seed)
+
+    class SortedBatchTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            inner, lengths = super()._get_train_sampler(train_dataset), [len(i) for i in self.train_dataset["input_ids"]]
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+
+            class Sorted(torch.utils.data.Sampler):
+                def __len__(self):
+                    return len(inner)
+
+                def __iter__(self):  # the inner sampler reshuffles every epoch
+                    return iter(sorted_within_batches(list(inner), lengths, batch))
+            return Sorted()
     set_seed(seed)
     labels = sorted(set(train_y))
     lid = {lab: i for i, lab in enumerate(labels)}
@@ -97,10 +117,10 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
                                  per_device_train_batch_size=micro_batch, per_device_eval_batch_size=micro_batch,
                                  gradient_accumulation_steps=b.encoder_batch_size // micro_batch,
                                  learning_rate=b.encoder_lr, weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
-                                 seed=seed, data_seed=seed, save_strategy="no",
+                                 seed=seed, data_seed=seed, save_strategy="no", optim="adamw_torch_fused",
                                  logging_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
                                  disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok)
+        trainer = SortedBatchTrainer(model=model, args=args, train_dataset=train, processing_class=tok)
         # the head's loss is a mean over its micro-batch: the Trainer must divide it by the accumulation
         # steps (it skips that for models whose forward takes **kwargs, assuming they count tokens)
         trainer.model_accepts_loss_kwargs = False
@@ -109,10 +129,13 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
 
 
 def encoder_micro_batch(b) -> int:
-    """One row per micro-batch on a CPU: no row is padded to its batch's longest (Debian texts: 1.8x
-    padding in batches of 8), 1.6x the steps/s on 2 cores (docs/benchmarks.md); the whole batch on a GPU."""
+    """Two rows of similar length per micro-batch on a CPU: little padding (random batches of 8 pad
+    the Debian texts 1.8x), fewer passes than one row at a time (docs/benchmarks.md); the whole batch
+    on a GPU. One row where the batch is odd."""
     import torch
-    return b.encoder_batch_size if torch.cuda.is_available() else 1
+    if torch.cuda.is_available():
+        return b.encoder_batch_size
+    return 2 if b.encoder_batch_size % 2 == 0 else 1
 
 
 def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
@@ -147,7 +170,8 @@ METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 def method_settings(b, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
-    device = {"bf16": encoder_bf16(), "micro_batch": encoder_micro_batch(b)} if method == "encoder" else {}
+    device = {"bf16": encoder_bf16(), "micro_batch": encoder_micro_batch(b), "sorted_fused": True} \
+        if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from conftest import ROOT, slow, write_rows
-from fewshot.baselines import cut_counts, encoder_logits, encoder_path, run_all
+from fewshot.baselines import cut_counts, encoder_logits, encoder_path, run_all, sorted_within_batches
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import FewshotError
@@ -77,8 +77,11 @@ def test_encoder_micro_batches_give_the_batchs_update(easy_cfg, tmp_path):
     train_x, train_y, test_x = x[:20], y[:20], x[20:]  # 20 rows: the last batch of each epoch holds 4
     labels1, one, loss1 = encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=1)
     labels8, eight, loss8 = encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=8)
+    _, two, loss2 = encoder_logits(train_x, train_y, test_x, 0, cfg, micro_batch=2)  # the CPU's: sorted pairs
     assert labels1 == labels8
     assert loss1 == pytest.approx(loss8, rel=1e-4)  # the accumulated loss is a mean, not a sum of 8
+    assert loss2 == pytest.approx(loss8, rel=1e-4)
+    np.testing.assert_allclose(two, eight, atol=1e-4)
     untrained = encoder_logits(train_x, train_y, test_x, 0, load_config(cfg.path, ["baselines.encoder_lr=1e-12"]), 8)[1]
     assert np.abs(eight - untrained).max() > 1e-2  # it did learn, so equal logits mean equal updates
     np.testing.assert_allclose(one, eight, atol=1e-4)
@@ -148,3 +151,13 @@ def test_encoder_recipe_sweep_scores_each_recipe_on_valid_with_its_step_floor(ea
     assert out["split"] == "valid" and set(rows) == {"plain", "floor"}
     assert rows["plain"]["epochs"] == 1 and rows["floor"]["epochs"] == 6   # 2 steps an epoch: 6 epochs = 12 steps
     assert rows["floor"]["accuracy"] > 0.75 and out["best"] in recipes
+
+
+def test_sorted_within_batches_keeps_every_update_s_rows():
+    order = [5, 0, 9, 3, 7, 1, 8, 2, 6, 4, 10]  # a shuffled epoch of 11 rows, batches of 4: 4 + 4 + 3
+    lengths = [30, 5, 12, 40, 7, 22, 9, 50, 3, 18, 11]
+    got = sorted_within_batches(order, lengths, 4)
+    for k in range(0, 11, 4):
+        assert sorted(got[k:k + 4]) == sorted(order[k:k + 4])  # the same rows in each optimizer step
+        assert [lengths[i] for i in got[k:k + 4]] == sorted(lengths[i] for i in order[k:k + 4])
+    assert got == [9, 5, 0, 3, 8, 1, 2, 7, 4, 6, 10]
