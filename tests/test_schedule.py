@@ -51,7 +51,9 @@ def test_train_spreads_runs_over_the_fake_gpus(write_config, monkeypatch):
     monkeypatch.setattr(T, "train_one", lambda cfg, name, size, seed, sha, lock, gpu: seen.append((name, gpu)) or "trained")
     assert T.run_all(cfg) == 0
     assert sorted(n for n, _ in seen) == ["llm_train_10", "llm_train_20", "llm_train_30"]
-    assert {g for _, g in seen} <= {"0", "1"} and seen[0] == ("llm_train_30", seen[0][1])
+    # the largest run is among the first two started on the two cards (which of the two threads
+    # reaches train_one first is up to the OS scheduler)
+    assert {g for _, g in seen} <= {"0", "1"} and "llm_train_30" in [n for n, _ in seen[:2]]
     monkeypatch.setenv("FORCE_TORCHRUN", "1")  # one run over all cards through LLaMA-Factory's launcher
     seen.clear()
     assert T.run_all(cfg) == 0 and {g for _, g in seen} == {None}
