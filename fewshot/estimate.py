@@ -17,7 +17,8 @@ from pathlib import Path
 from .config import Config
 from .devices import cpu_kind, cpu_model, device_and_precision, has_gpu
 from .manifest import load_manifest
-from .runs import encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, run_names
+from .runs import (encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, merge_marker,
+                   run_names)
 
 # What the study achieved per unit of the probe on the CPU it was timed on (`python -m fewshot
 # estimate --calibrate` after `python -m fewshot bench study`), one entry per CPU kind.
@@ -154,7 +155,7 @@ def calibrate(cfg: Config) -> dict:
     base = [rec(n) for n in (ZERO_SHOT, ZERO_SHOT_CONSTRAINED) if out_paths(cfg, n)["json"].exists()]
     icl = [rec(icl_name(n, s, cfg.data, c)) for s in cfg.data.seeds for n in icl_sizes(cfg) for c in icl_answer_modes(cfg)]
     row = 2 * w["params"] * w["eval_tokens_per_row"] * w["eval_rows"]
-    merges = [read_json(Path(cfg.eval.merged_dir) / n / "merged.json")["seconds"] for n in sorted(names)]
+    merges = [read_json(merge_marker(cfg, n))["seconds"] for n in sorted(names)]
     enc = [rec(baseline_name("encoder", n, s)) for s in cfg.baselines.seeds for n in cfg.data.sizes]
     b = cfg.baselines
     passes = [encoder_row_passes(b, r["train_rows"]) for r in enc]

@@ -26,8 +26,8 @@ from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from .locks import Busy, hold
 from .metrics import compute
-from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, EvalData, Run, eval_file_name, eval_lock, eval_names, out_paths,
-                   run_dir, run_names, shard_of)
+from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, EvalData, Run, eval_file_name, eval_lock, eval_names, merge_marker,
+                   out_paths, run_dir, run_names, shard_of)
 from .serve import VLLMServer, free_port, new_api_key, server_counters, vllm_command
 from .models import adapter_finished, check_model_path, model_path
 from .provenance import run_manifest
@@ -78,8 +78,8 @@ def prepare_predictions(cfg: Config, run: Run, h: str) -> None:
 
 def merge(cfg: Config, run: Run) -> Path:
     """llamafactory-cli export of base + adapter into one folder; skipped when already merged."""
-    out = Path(cfg.eval.merged_dir) / run.name
-    marker = out / "merged.json"
+    marker = merge_marker(cfg, run.name)
+    out = marker.parent
     if marker.exists() and read_json(marker).get("hash") == run.train_hash:
         return out.resolve()
     spec = {"model_name_or_path": model_path(cfg), "adapter_name_or_path": str(run.adapter),
@@ -134,7 +134,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
                   eval={k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")})
     train = read_json(run.adapter / "done.json") if run.adapter and (run.adapter / "done.json").exists() else {}
     device = "gpu" if has_gpu() else "cpu"
-    marker = Path(cfg.eval.merged_dir) / run.name / "merged.json"
+    marker = merge_marker(cfg, run.name)
     merge_s = read_json(marker).get("seconds") if mode == "merged" and run.adapter and marker.exists() else None
     result = {
         "name": run.name, "method": run.method, "train_rows": run.size,

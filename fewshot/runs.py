@@ -94,6 +94,12 @@ def out_paths(cfg, name: str) -> dict[str, Path]:
             "preds": o / name / "predictions.jsonl", "state": o / name / "state.json"}
 
 
+def merge_marker(cfg, name: str) -> Path:
+    """The file that says a run's merged folder (eval.mode merged) is complete: its training hash
+    and the merge's seconds."""
+    return Path(cfg.eval.merged_dir) / name / "merged.json"
+
+
 def train_lock(cfg, name: str) -> Path:
     return Path(cfg.train.out_dir) / f".{name}.lock"
 
