@@ -7,6 +7,7 @@ Each (method, size, seed) writes objs/<method>_<size>_s<seed>.json in the LLM ru
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -14,9 +15,10 @@ from pathlib import Path
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
 from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, train_file_name
-from .devices import baseline_device, encoder_bf16
+from .devices import baseline_device, cpu_lanes, encoder_bf16, pin
 from .errors import FewshotError
 from .provenance import run_manifest
+from . import procs
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .metrics import compute
 from .models import is_local
@@ -179,17 +181,84 @@ def method_settings(b, method: str) -> dict:
 
 # ---------------------------------------------------------------- the step
 
+def run_one(cfg: Config, job: dict) -> str:
+    """Fit and score one (method, size, seed) and write its files; the line to print."""
+    method, n, seed, name = job["method"], job["size"], job["seed"], job["name"]
+    test_x, golds = split_texts(cfg, eval_file_name(cfg.eval.split))
+    train_x, train_y = split_texts(cfg, job["train_file"])
+    random.seed(seed)
+    t0 = time.time()
+    preds = METHODS[method](train_x, train_y, test_x, seed, cfg)
+    secs = time.time() - t0
+    metrics = compute(preds, golds, job["labels"], n_boot=cfg.eval.bootstrap)
+    cut = None if method == "tfidf" else cut_counts(cfg, train_x, test_x)
+    said = ""
+    if cut and (cut["train"] or cut["eval"]):
+        said = (f"[baselines] {name}: {cut['train']}/{len(train_x)} train and {cut['eval']}/{len(test_x)} "
+                f"{cfg.eval.split} texts cut to the encoder's {ENCODER_MAX_TOKENS} tokens\n")
+    paths = out_paths(cfg, name)
+    # per-row predictions, as the LLM runs keep them: the curve step resamples rows
+    atomic_write_text(paths["preds"], "".join(
+        json.dumps({"i": i, "raw": p, "pred": p, "label": g}, ensure_ascii=False) + "\n"
+        for i, (p, g) in enumerate(zip(preds, golds))))
+    atomic_write_json(paths["json"], {
+        "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
+        "n_eval": len(golds), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
+        "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{job['train_file']}.json", "key": job["key"],
+        "seconds": round(secs, 1), "train_device": baseline_device(method), **_cores(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
+        "manifest": job["manifest"]})
+    return said + (f"[baselines] {name} (run {job['i']} of {job['total']}): accuracy {metrics['accuracy']:.3f}, "
+                   f"macro-F1 {metrics['macro_f1']:.3f} ({secs:.1f}s)")
+
+
+def _cores(method: str) -> dict:
+    """Where a run ran: its cores and torch threads (runs side by side each get their own)."""
+    if method == "tfidf" or not hasattr(os, "sched_getaffinity"):
+        return {}
+    import torch
+    return {"cores": sorted(os.sched_getaffinity(0)), "threads": torch.get_num_threads()}
+
+
+def _lane_init(lanes) -> None:
+    """A worker process takes the next free lane: its cores, as many torch threads."""
+    import torch
+    cpus = lanes.get()
+    pin(0, cpus)
+    torch.set_num_threads(len(cpus))
+
+
+def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> None:
+    """The encoder and SetFit runs in one worker process per lane, heaviest first (TF-IDF, seconds
+    in all, stays here). A failed run stops the step with its error; finished runs are kept, and
+    Ctrl-C or SIGTERM stops the workers."""
+    import functools
+    import multiprocessing as mp
+    here = [j for j in jobs if j["method"] == "tfidf"]
+    for job in here:
+        print(run_one(cfg, job), flush=True)
+    rest = sorted((j for j in jobs if j["method"] != "tfidf"), key=lambda j: -j["weight"])
+    if not rest:
+        return
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
+    free = ctx.Queue()
+    for lane in lanes:
+        free.put(lane)
+    print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: cores "
+          f"{' | '.join(','.join(map(str, l)) for l in lanes)} (baselines.cpu_parallel)", flush=True)
+    with procs.TermAsInterrupt(), ctx.Pool(len(lanes), _lane_init, (free,)) as pool:  # leaving it terminates the workers
+        for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
+            print(line, flush=True)
+
+
 def run_all(cfg: Config) -> int:
     b = cfg.baselines
     manifest = load_manifest(cfg)
     data = Path(cfg.data.out_dir)
     split = eval_file_name(cfg.eval.split)
-    test_x, golds = split_texts(cfg, split)
-    labels = manifest["labels"]
     split_sha = manifest["files"][split]["sha256"]
     if "encoder" in b.methods or "setfit" in b.methods:
         encoder_path(cfg)  # fail early on a bad path
-    man = None
+    jobs: list[dict] = []
     total, i = len(b.methods) * len(b.seeds) * len(cfg.data.sizes), 0
     for method in b.methods:
         for seed in b.seeds:
@@ -197,36 +266,28 @@ def run_all(cfg: Config) -> int:
                 i += 1
                 name = baseline_name(method, n, seed)
                 paths = out_paths(cfg, name)
-                out = paths["json"]
                 fname = train_file_name(n, seed, cfg.data)
                 if fname not in manifest["files"]:
                     raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
-                train_sha = manifest["files"][fname]["sha256"]
-                key = {"train": train_sha, "eval": split_sha, "method": method, **method_settings(b, method)}
-                if out.exists() and read_json(out).get("key") == key and paths["preds"].exists():
+                key = {"train": manifest["files"][fname]["sha256"], "eval": split_sha, "method": method,
+                       **method_settings(b, method)}
+                if paths["json"].exists() and read_json(paths["json"]).get("key") == key and paths["preds"].exists():
                     continue
-                train_x, train_y = split_texts(cfg, fname)
-                random.seed(seed)
-                t0 = time.time()
-                preds = METHODS[method](train_x, train_y, test_x, seed, cfg)
-                secs = time.time() - t0
-                metrics = compute(preds, golds, labels, n_boot=cfg.eval.bootstrap)
-                cut = None if method == "tfidf" else cut_counts(cfg, train_x, test_x)
-                if cut and (cut["train"] or cut["eval"]):
-                    print(f"[baselines] {name}: {cut['train']}/{len(train_x)} train and {cut['eval']}/{len(test_x)} "
-                          f"{cfg.eval.split} texts cut to the encoder's {ENCODER_MAX_TOKENS} tokens", flush=True)
-                man = man or run_manifest(cfg, split_sha)
-                # per-row predictions, as the LLM runs keep them: the curve step resamples rows
-                atomic_write_text(paths["preds"], "".join(
-                    json.dumps({"i": i, "raw": p, "pred": p, "label": g}, ensure_ascii=False) + "\n"
-                    for i, (p, g) in enumerate(zip(preds, golds))))
-                atomic_write_json(out, {
-                    "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
-                    "n_eval": len(golds), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
-                    "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{fname}.json", "key": key,
-                    "seconds": round(secs, 1), "train_device": baseline_device(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
-                    "manifest": man})
-                print(f"[baselines] {name} (run {i} of {total}): accuracy {metrics['accuracy']:.3f}, macro-F1 "
-                      f"{metrics['macro_f1']:.3f} ({secs:.1f}s)", flush=True)
+                # the order side by side, heaviest first: rows passed through the encoder, SetFit's pairs
+                # weighted as measured (a 128-row run of either took ~2 min on 2 AVX2 cores)
+                weight = {"tfidf": 0, "setfit": 7 * n * b.setfit_iterations}.get(method, encoder_epochs(b, n) * n)
+                jobs.append({"method": method, "size": n, "seed": seed, "name": name, "train_file": fname,
+                             "key": key, "labels": manifest["labels"], "i": i, "total": total, "weight": weight})
+    if jobs:
+        man = run_manifest(cfg, split_sha)
+        for job in jobs:
+            job["manifest"] = man
+        heavy = sum(j["method"] != "tfidf" for j in jobs)
+        lanes = cpu_lanes(b.cpu_parallel, heavy)
+        if lanes:
+            _run_side_by_side(cfg, jobs, lanes)
+        else:
+            for job in jobs:
+                print(run_one(cfg, job), flush=True)
     print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}")
     return 0

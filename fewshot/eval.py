@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,7 +19,7 @@ from .client import score
 from .icl import icl_runs, model_context
 from .config import Config
 from .manifest import load_manifest
-from .devices import cpu_serving_dtype, has_gpu
+from .devices import cpu_lanes, cpu_serving_dtype, has_gpu, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -76,8 +75,12 @@ def prepare_predictions(cfg: Config, run: Run, h: str) -> None:
 
 # ---------------------------------------------------------------- merging (mode: merged)
 
-def merge(cfg: Config, run: Run) -> Path:
-    """llamafactory-cli export of base + adapter into one folder; skipped when already merged."""
+_LIVE: set = set()  # merges and servers running now (several at once in CPU lanes): stopped on Ctrl-C
+
+
+def merge(cfg: Config, run: Run, cpus: list[int] | None = None) -> Path:
+    """llamafactory-cli export of base + adapter into one folder; skipped when already merged.
+    cpus: a lane's cores, for merges beside other work."""
     marker = merge_marker(cfg, run.name)
     out = marker.parent
     if marker.exists() and read_json(marker).get("hash") == run.train_hash:
@@ -90,11 +93,20 @@ def merge(cfg: Config, run: Run) -> Path:
     atomic_write_text(spec_path, yaml.safe_dump(spec, sort_keys=False))
     log = Path(cfg.train.log_dir) / f"{run.name}.export.log"
     t0 = time.time()
-    res = subprocess.run([env_bin("train", "llamafactory-cli"), "export", str(spec_path.resolve())],
-                         stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                         env=subprocess_env())
-    if res.returncode != 0 or not (out / "config.json").exists():
-        raise FewshotError(f"{run.name}: llamafactory-cli export failed ({res.returncode}); last lines of {log}:\n"
+    proc = procs.start([env_bin("train", "llamafactory-cli"), "export", str(spec_path.resolve())], log,
+                       env=subprocess_env(**({"OMP_NUM_THREADS": str(len(cpus))} if cpus else {})))
+    if cpus:
+        pin(proc.pid, cpus)
+    _LIVE.add(proc)
+    try:
+        rc = proc.wait()
+    except BaseException:
+        procs.stop(proc)
+        raise
+    finally:
+        _LIVE.discard(proc)
+    if rc != 0 or not (out / "config.json").exists():
+        raise FewshotError(f"{run.name}: llamafactory-cli export failed ({rc}); last lines of {log}:\n"
                            f"{procs.tail(log)}")
     atomic_write_json(marker, {"hash": run.train_hash, "seconds": round(time.time() - t0, 1)})
     return out.resolve()
@@ -114,6 +126,7 @@ def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows
     if before and after and stats.get("scored"):  # the runs of one server are scored one after another
         stats["tokens"] = {k: int(after[k] - before[k]) for k in after}
     stats["first_on_server"] = first_on_server  # the server's start-up is counted once, with this run
+    stats["cores"] = server.cpus  # its lane, where servers ran side by side (None: every core)
     return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
 
 
@@ -186,13 +199,32 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     base = [t for t in todo if t[0].adapter is None]
     adapters = [t for t in todo if t[0].adapter is not None]
     groups = [todo] if cfg.eval.mode == "multi_lora" else ([base] if base else []) + [[t] for t in adapters]
-    done = 0
+    lanes = [] if has_gpu() else cpu_lanes(cfg.eval.cpu_parallel, len(groups))
+    done = [0]
+
+    def one(g, cpus=None):
+        print(f"[eval] run{'s' if len(g) > 1 else ''} {done[0] + 1}{f'-{done[0] + len(g)}' if len(g) > 1 else ''} "
+              f"of {len(todo)}: {', '.join(r.name for r, _ in g)}" + (f" (cores {cpus})" if cpus else ""), flush=True)
+        done[0] += len(g)
+        _serve_group(g, lora=cfg.eval.mode == "multi_lora", cpus=cpus, **ctx)
+        return "done"
     try:  # the base-model runs share one server; each adapter gets its own (one for all in multi_lora)
-        for g in groups:
-            print(f"[eval] run{'s' if len(g) > 1 else ''} {done + 1}{f'-{done + len(g)}' if len(g) > 1 else ''} "
-                  f"of {len(todo)}: {', '.join(r.name for r, _ in g)}", flush=True)
-            _serve_group(g, lora=cfg.eval.mode == "multi_lora", **ctx)
-            done += len(g)
+        if lanes:
+            from .schedule import run_on_slots
+            print(f"[eval] {len(groups)} server(s), {len(lanes)} at a time on the CPU: cores "
+                  f"{' | '.join(','.join(map(str, l)) for l in lanes)} (eval.cpu_parallel)", flush=True)
+            # heaviest first: the base model's server scores several runs, an adapter's one (and a merge)
+            jobs = [(g[0][0].name, len(g) + 0.5 * (g[0][0].adapter is not None), g) for g in groups]
+            status = run_on_slots(jobs, [",".join(map(str, l)) for l in lanes],
+                                  lambda g, slot: one(g, [int(c) for c in slot.split(",")]),
+                                  lambda: [procs.stop(p) for p in list(_LIVE)])
+            for (name, _, g) in jobs:  # an unexpected error in a lane: its runs failed
+                if status.get(name) == "failed":
+                    for run, _ in g:
+                        failed.setdefault(run.name, "failed in its lane (see the [schedule] line above)")
+        else:
+            for g in groups:
+                one(g)
     except KeyboardInterrupt:
         print("[eval] interrupted: predictions so far are saved; rerun to resume", flush=True)
         raise
@@ -222,9 +254,10 @@ def context_needed(cfg: Config, runs: list[Run], tokens: dict) -> int:
     return min(limit, -(-need // 256) * 256)
 
 
-def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lora: bool = False) -> None:
+def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lora: bool = False,
+                 cpus: list[int] | None = None) -> None:
     """Start one server for these runs (one adapter merged or as LoRA, or the base model), score
-    each run that no other process holds, stop the server."""
+    each run that no other process holds, stop the server. cpus: the lane's cores (merge and server)."""
     e = cfg.eval
     with ExitStack() as locks:
         mine = []
@@ -244,7 +277,7 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             if lora or (e.mode == "per_adapter" and adapters):
                 model, loras = model_path(cfg), adapters or None
             elif adapters:  # merged
-                model, loras = str(merge(cfg, first)), None
+                model, loras = str(merge(cfg, first, cpus)), None
             else:
                 model, loras = model_path(cfg), None
             served_base = first.name if adapters and not loras else cfg.model.served_name
@@ -254,17 +287,21 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
                                max_model_len=context_needed(cfg, [r for r, _ in mine], tokens))
             log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
             t0 = time.time()
-            server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key())
+            server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key(), cpus=cpus)
             with procs.TermAsInterrupt(), server:
-                start = time.time() - t0
-                for k, (run, h) in enumerate(mine):
-                    # an adapter is served under its run's name (as a LoRA, or as the merged model)
-                    served = run.name if run.adapter is not None else cfg.model.served_name
-                    try:
-                        _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start,
-                                        first_on_server=k == 0)
-                    except FewshotError as err:
-                        failed[run.name] = str(err)
+                _LIVE.add(server.proc)
+                try:
+                    start = time.time() - t0
+                    for k, (run, h) in enumerate(mine):
+                        # an adapter is served under its run's name (as a LoRA, or as the merged model)
+                        served = run.name if run.adapter is not None else cfg.model.served_name
+                        try:
+                            _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start,
+                                            first_on_server=k == 0)
+                        except FewshotError as err:
+                            failed[run.name] = str(err)
+                finally:
+                    _LIVE.discard(server.proc)
         except FewshotError as err:  # merge or server failed: every run of this group failed with it
             for run, _ in mine:
                 failed.setdefault(run.name, str(err))

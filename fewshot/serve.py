@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from . import procs
-from .devices import cpu_serving_env, has_gpu
+from .devices import cpu_serving_env, has_gpu, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 
@@ -21,10 +22,21 @@ class ServerError(FewshotError):
     pass
 
 
+_GIVEN: set[int] = set()
+_GIVING = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one handed out before in this process (servers side by side
+    must not race for the same one)."""
+    with _GIVING:
+        while True:
+            with socket.socket() as s:
+                s.bind((HOST, 0))
+                port = s.getsockname()[1]
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 def port_in_use(port: int) -> bool:
@@ -95,8 +107,8 @@ class VLLMServer:
     command line stays free of it (a key starting with '-' would also break argument parsing)."""
 
     def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0,
-                 api_key: str | None = None):
-        self.api_key = api_key
+                 api_key: str | None = None, cpus: list[int] | None = None):
+        self.api_key, self.cpus = api_key, cpus
         self.cmd = list(cmd)
         self.port, self.log_path, self.start_timeout = port, Path(log_path), start_timeout
         self.proc = None
@@ -112,7 +124,9 @@ class VLLMServer:
         self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
         key = {"VLLM_API_KEY": self.api_key} if self.api_key else {}
         self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
-                                                                             **cpu_serving_env(), **key))
+                                                                             **cpu_serving_env(self.cpus), **key))
+        if self.cpus:  # the API server and the engine it starts stay on the lane's cores
+            pin(self.proc.pid, self.cpus)
         try:
             self._wait_ready()
         except BaseException:

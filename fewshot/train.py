@@ -20,7 +20,7 @@ from .manifest import load_manifest
 from .locks import Busy, hold
 from .models import ADAPTER_FILES, adapter_finished, check_model_path
 from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
-from .devices import device_and_precision
+from .devices import cpu_lanes, device_and_precision, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -117,9 +117,11 @@ def is_done(cfg: Config, name: str, h: str) -> bool:
     return adapter_finished(out) and read_json(done).get("hash") == h
 
 
-def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=None, gpu: str | None = None) -> str:
+def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=None, gpu: str | None = None,
+              cpus: list[int] | None = None) -> str:
     """Train (or skip, or resume) one run. Returns 'skipped' | 'trained'; raises on failure.
-    With the run's lock, the trainer process inherits it (see locks.Held)."""
+    With the run's lock, the trainer process inherits it (see locks.Held); with cpus, it runs on those
+    cores with as many threads."""
     args = lf_args(cfg, name, data_sha, size)
     h = run_hash(args)
     args.pop("_fewshot_data_sha256")
@@ -142,10 +144,14 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     cmd = ([env_bin("train", "python"), "-m", "fewshot.train_env.lf_train", yaml_path] if labelled_logits(cfg)
            else [env_bin("train", "llamafactory-cli"), "train", yaml_path])
     print(f"[train] {name}: {size} rows, seed {seed}" + (f", resuming from {ck.name}" if ck else "")
-          + (f", GPU {gpu}" if gpu is not None else "") + f" (log: {log})", flush=True)
+          + (f", GPU {gpu}" if gpu is not None else "") + (f", cores {cpus}" if cpus else "")
+          + f" (log: {log})", flush=True)
     t0 = time.time()
-    env = subprocess_env(**({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+    env = subprocess_env(**({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}),
+                         **({"OMP_NUM_THREADS": str(len(cpus))} if cpus else {}))
     proc = procs.start(cmd, log, env=env, pass_fds=(lock.fd,) if lock else ())
+    if cpus:
+        pin(proc.pid, cpus)
     if lock:
         lock.note_child(proc.pid)
     _LIVE.add(proc)
@@ -193,11 +199,12 @@ def summarize(out: Path, name: str, size: int, seed: int, wall: float) -> dict:
 _LIVE: set = set()  # trainer processes running now (several at once on a multi-GPU box)
 
 
-def _attempt(cfg: Config, name: str, size: int, seed: int, sha: str, gpu: str | None = None) -> str:
+def _attempt(cfg: Config, name: str, size: int, seed: int, sha: str, gpu: str | None = None,
+             cpus: list[int] | None = None) -> str:
     """One run under its lock: 'trained' | 'skipped' | 'busy' | 'failed'."""
     try:
         with hold(train_lock(cfg, name)) as lock:
-            return train_one(cfg, name, size, seed, sha, lock, gpu)
+            return train_one(cfg, name, size, seed, sha, lock, gpu, **({"cpus": cpus} if cpus else {}))
     except Busy as e:
         print(f"[train] {name}: skipped, another process trains it ({e})", flush=True)
         return "busy"
@@ -225,19 +232,27 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
             raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "
                                f"step with this config")
     slots = gpu_slots(cfg)
+    sha = lambda n: manifest["files"][n]["sha256"]
+    lanes = [] if slots or device_and_precision(cfg)[0] != "cpu" else cpu_lanes(cfg.train.cpu_parallel, len(runs))
     status: dict[str, str] = {}
     with procs.TermAsInterrupt():
-        if len(slots) > 1:
+        if len(slots) > 1 or lanes:
             from .schedule import run_on_slots
-            print(f"[train] {len(runs)} run(s) over GPUs {','.join(sorted(set(slots)))}, "
-                  f"{cfg.train.runs_per_gpu} run(s) per GPU at a time", flush=True)
+            if lanes:
+                print(f"[train] {len(runs)} run(s), {len(lanes)} at a time on the CPU: cores "
+                      f"{' | '.join(','.join(map(str, l)) for l in lanes)} (train.cpu_parallel)", flush=True)
+                slots = [",".join(map(str, l)) for l in lanes]
+                work = lambda p, slot: _attempt(cfg, *p, sha(p[0]), cpus=[int(c) for c in slot.split(",")])
+            else:
+                print(f"[train] {len(runs)} run(s) over GPUs {','.join(sorted(set(slots)))}, "
+                      f"{cfg.train.runs_per_gpu} run(s) per GPU at a time", flush=True)
+                work = lambda p, gpu: _attempt(cfg, *p, sha(p[0]), gpu)
             jobs = [(n, size * epochs_for(cfg, size), (n, size, seed)) for n, size, seed in runs]
-            status = run_on_slots(jobs, slots, lambda p, gpu: _attempt(cfg, *p, manifest["files"][p[0]]["sha256"], gpu),
-                                  lambda: [procs.stop(p) for p in list(_LIVE)])
+            status = run_on_slots(jobs, slots, work, lambda: [procs.stop(p) for p in list(_LIVE)])
         else:
             for i, (name, size, seed) in enumerate(runs, 1):
                 print(f"[train] run {i} of {len(runs)}: {name}", flush=True)
-                status[name] = _attempt(cfg, name, size, seed, manifest["files"][name]["sha256"])
+                status[name] = _attempt(cfg, name, size, seed, sha(name))
     skipped = [n for n, s in status.items() if s == "skipped"]
     if skipped and len(skipped) == len(status):
         print(f"[train] nothing to do: all {len(status)} runs are already trained ({', '.join(skipped)})")

@@ -161,3 +161,19 @@ def test_sorted_within_batches_keeps_every_update_s_rows():
         assert sorted(got[k:k + 4]) == sorted(order[k:k + 4])  # the same rows in each optimizer step
         assert [lengths[i] for i in got[k:k + 4]] == sorted(lengths[i] for i in order[k:k + 4])
     assert got == [9, 5, 0, 3, 8, 1, 2, 7, 4, 6, 10]
+
+
+@slow
+def test_encoder_runs_side_by_side_each_on_its_own_core(easy_cfg):
+    """Two encoder runs at once on a 2-core CPU, each pinned to one core with one thread; their
+    results as good as one at a time."""
+    from fewshot.devices import usable_cpus
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 cores")
+    cfg = easy_cfg(["encoder"], **{"baselines.cpu_parallel": 2})
+    assert run_all(cfg) == 0
+    res = {r["seed"]: r for r in load_results(cfg.eval.out_dir)}
+    assert sorted(res) == [0, 1]
+    assert [len(r["cores"]) for r in res.values()] == [1, 1] and res[0]["cores"] != res[1]["cores"]
+    assert [r["threads"] for r in res.values()] == [1, 1]
+    assert all(r["metrics"]["accuracy"] > 0.75 for r in res.values())

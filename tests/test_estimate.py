@@ -46,6 +46,7 @@ def test_a_machine_twice_as_fast_at_matrix_products_is_estimated_twice_as_fast(c
     monkeypatch.setattr(E, "reference", lambda: REF)
     monkeypatch.setattr(E, "has_gpu", lambda: False)
     monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
+    monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 1)  # one run at a time
     w = E.work(cfg)
     slow, fast = E.estimate(cfg, w, {"fp32": 100.0}), E.estimate(cfg, w, {"fp32": 200.0})
     for stage in ("train", "eval", "baselines", "report"):
@@ -54,6 +55,22 @@ def test_a_machine_twice_as_fast_at_matrix_products_is_estimated_twice_as_fast(c
     expect = (2 * 20 + 4 * w["params"] * w["train_tokens"] / 50e9) / 60
     assert slow["train"] == pytest.approx(expect, abs=0.06)
     assert slow["total"] == pytest.approx(sum(slow[s] for s in ("train", "eval", "baselines", "report")), abs=0.2)
+
+
+def test_runs_side_by_side_are_estimated_as_lanes_heaviest_first(cfg, monkeypatch):
+    assert E.makespan([5, 4, 3, 3, 3], 2) == 10         # 5+3 | 4+3+3: each run to the first free lane
+    assert E.makespan([8, 1, 1], 2) == 8 and E.makespan([8, 1, 1], 1) == 10
+    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "has_gpu", lambda: False)
+    monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
+    w = E.work(cfg)
+    monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 1)
+    one = E.estimate(cfg, w, {"fp32": 100.0})
+    monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 2)
+    two = E.estimate(cfg, w, {"fp32": 100.0})
+    runs = [20 + 4 * w["params"] * t / 50e9 for t in w["train_run_tokens"]]
+    assert two["train"] == pytest.approx(max(runs) / 60, abs=0.06) and one["train"] == pytest.approx(sum(runs) / 60, abs=0.06)
+    assert two["baselines"] < one["baselines"] and two["eval"] < one["eval"]   # servers side by side too
 
 
 def test_no_estimate_without_a_calibration_or_on_a_gpu(cfg, monkeypatch):

@@ -101,3 +101,19 @@ def test_merged_model_served_renders_training_prompt_and_answers_labels(trained,
     got = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert all(g["pred"] in labels for g in got)  # structured outputs: every answer is a label
     assert key not in (tmp_path / "srv.log").read_text()
+
+
+def test_merged_mode_serves_base_and_adapter_side_by_side_each_on_its_core(trained):
+    from fewshot.devices import usable_cpus
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 cores")
+    cfg = load_config(trained.path, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + [
+        "eval.mode=merged", "eval.cpu_parallel=2", f"eval.out_dir={Path(trained.eval.out_dir).parent / 'objs_lanes'}"])
+    assert run_all(cfg) == 0
+    res = {n: json.loads((Path(cfg.eval.out_dir) / f"{n}.json").read_text()) for n in ("zero_shot", "llm_train_4")}
+    cores = {n: r["scoring"]["cores"] for n, r in res.items()}
+    assert sorted(map(len, cores.values())) == [1, 1] and cores["zero_shot"] != cores["llm_train_4"]
+    for log, n in (("base_model", "zero_shot"), ("llm_train_4", "llm_train_4")):  # vLLM's engine says where it ran
+        text = (Path(cfg.train.log_dir) / f"{log}.serve.log").read_text()
+        assert f"VLLM_CPU_OMP_THREADS_BIND='{cores[n][0]}'" in text.split("\n$ ")[-1]
+    assert all(r["metrics"]["n"] == 6 for r in res.values())

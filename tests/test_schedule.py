@@ -1,5 +1,6 @@
 """Spreading runs: one run per GPU at once (scheduled on CPU with a fake device list), and shards
 that split a study between machines."""
+import os
 import threading
 import time
 
@@ -90,3 +91,76 @@ def test_shards_partition_the_train_and_eval_runs(write_config):
         shard_of([1, 2], "3/3")
     with pytest.raises(ConfigError, match="expected i/n"):
         shard_of([1, 2], "half")
+
+
+def test_cpu_lanes_split_the_cores_and_fall_back_to_one_run(monkeypatch):
+    import fewshot.devices as D
+    monkeypatch.setattr(D, "has_gpu", lambda: False)
+    monkeypatch.setattr(D, "usable_cpus", lambda: [0, 1, 2, 3, 4])
+    assert D.cpu_lanes(2, 10) == [[0, 1], [2, 3]]
+    assert D.cpu_lanes(8, 3) == [[0], [1], [2]]          # never more lanes than runs
+    assert D.cpu_lanes(1, 10) == [] and D.cpu_lanes(2, 1) == []
+    monkeypatch.setattr(D, "usable_cpus", lambda: [7])
+    assert D.cpu_lanes(2, 10) == []                       # one core: one run at a time
+    monkeypatch.setattr(D, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(D, "has_gpu", lambda: True)
+    assert D.cpu_lanes(2, 10) == []
+
+
+def test_train_on_a_cpu_runs_two_at_once_each_on_its_own_core(write_config, monkeypatch):
+    import fewshot.devices as D
+    import fewshot.train as T
+    from fewshot.data import build
+    monkeypatch.setattr(D, "has_gpu", lambda: False)
+    monkeypatch.setattr(D, "usable_cpus", lambda: [0, 1])
+    cfg = load_config(write_config({"data.sizes": [10, 20, 30], "train.device": "cpu", "train.cpu_parallel": 2}))
+    build(cfg)
+    lock, live, most, seen = threading.Lock(), [0], [0], []
+
+    def one(cfg, name, size, seed, sha, run_lock, gpu, cpus=None):
+        with lock:
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+            assert cpus not in [c for n, c, on in seen if on], "two runs on one core"
+            seen.append([name, cpus, True])
+        time.sleep(0.1)
+        with lock:
+            live[0] -= 1
+            next(s for s in seen if s[0] == name)[2] = False
+        return "trained"
+    monkeypatch.setattr(T, "train_one", one)
+    assert T.run_all(cfg) == 0 and most[0] == 2
+    assert sorted(n for n, _, _ in seen) == ["llm_train_10", "llm_train_20", "llm_train_30"]
+    assert {tuple(c) for _, c, _ in seen} == {(0,), (1,)} and seen[0][0] in ("llm_train_30", "llm_train_20")
+    seen.clear()
+    most[0] = 0
+    assert T.run_all(load_config(cfg.path, ["train.cpu_parallel=1"])) == 0   # one at a time, on every core
+    assert most[0] == 1 and [c for _, c, _ in seen] == [None, None, None]
+
+
+def test_a_cpu_lane_reaches_the_trainer_as_its_threads_and_cores(write_config, monkeypatch):
+    import fewshot.procs as P
+    import fewshot.train as T
+    from fewshot.data import build
+    from fewshot.errors import FewshotError
+    cfg = load_config(write_config({"data.sizes": [10], "train.device": "cpu"}))
+    build(cfg)
+    got = {}
+
+    class Exited:  # the trainer, as if it failed at once
+        pid = 123456789
+
+        def wait(self):
+            return 1
+
+    def start(cmd, log, env=None, **kw):
+        got["env"] = env
+        return Exited()
+    monkeypatch.setattr(P, "start", start)
+    monkeypatch.setattr(T, "pin", lambda pid, cpus: got.update(pin=(pid, cpus)))
+    with pytest.raises(FewshotError, match="exited with 1"):
+        T.train_one(cfg, "llm_train_10", 10, 0, "sha", cpus=[1])
+    assert got["env"]["OMP_NUM_THREADS"] == "1" and got.pop("pin") == (123456789, [1])
+    with pytest.raises(FewshotError, match="exited with 1"):
+        T.train_one(cfg, "llm_train_10", 10, 0, "sha")
+    assert got["env"].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS") and "pin" not in got
