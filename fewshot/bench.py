@@ -249,9 +249,20 @@ def _pct(gflops: float | None, probe: float) -> str:
     return f"{gflops:.0f} ({100 * gflops / probe:.0f}%)" if gflops and probe else "-"
 
 
+def _lane_probe(probe: float, cores: list | None) -> float:
+    """The probe's share for a run on a lane of the cores (side by side): the probe uses them all."""
+    from .devices import usable_cpus
+    return probe * len(cores) / len(usable_cpus()) if cores else probe
+
+
+def _cores(cores: list | None) -> str:
+    return ",".join(map(str, cores)) if cores else "all"
+
+
 def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
-    """One row per finished run of this config's objs/ and training log: where its seconds went and,
-    for the LLM, how many model FLOP/s that was against the probe (4 x params per trained token:
+    """One row per finished run of this config's objs/ and training log: where its seconds went, on
+    which cores, and for the LLM how many model FLOP/s that was against the probe's share of those
+    cores (4 x params per trained token:
     forward and the activations' backward, LoRA's weights being few; 2 x params per computed
     prompt or generated token; the prefix cache's tokens are not computed again)."""
     from .fileio import read_json
@@ -261,8 +272,9 @@ def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
         tok, secs = t.get("tokens_seen"), t.get("train_runtime_s")
         g = 4 * n_params * tok / secs / 1e9 if tok and secs else None
         rows.append({"run": name, "work": "LLM training", "seconds": round(t.get("wall_s") or 0),
+                     "cores": _cores(t.get("cores")),
                      "detail": f"{tok or '?'} tokens, {tok / secs:.0f} tokens/s" if tok and secs else "-",
-                     "GFLOP/s (of probe)": _pct(g, probe)})
+                     "GFLOP/s (of probe)": _pct(g, _lane_probe(probe, t.get("cores")))})
     for f in sorted(Path(cfg.eval.out_dir).glob("*.json")):
         r = read_json(f)
         if not isinstance(r, dict) or "method" not in r:
@@ -281,10 +293,11 @@ def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
                       f" from the prefix cache), {tk['generated_tokens']} generated") if tk else None]
             rows.append({"run": r["name"], "work": "LLM scoring",
                          "seconds": round(sum(sc.get(k) or 0 for k in ("merge_s", "server_start_s", "seconds"))),
-                         "detail": "; ".join(x for x in parts if x), "GFLOP/s (of probe)": _pct(g, probe)})
+                         "cores": _cores(sc.get("cores")), "detail": "; ".join(x for x in parts if x),
+                         "GFLOP/s (of probe)": _pct(g, _lane_probe(probe, sc.get("cores")))})
         elif r.get("seconds") is not None:
-            rows.append({"run": r["name"], "work": r["method"], "seconds": round(r["seconds"]), "detail": "-",
-                         "GFLOP/s (of probe)": "-"})
+            rows.append({"run": r["name"], "work": r["method"], "seconds": round(r["seconds"]),
+                         "cores": _cores(r.get("cores")), "detail": "-", "GFLOP/s (of probe)": "-"})
     return rows
 
 
@@ -305,7 +318,8 @@ def bench_profile(cfg: Config) -> int:
     by_work: dict[str, int] = {}
     for r in rows:
         by_work[r["work"]] = by_work.get(r["work"], 0) + r["seconds"]
-    key = (f"probe {probe:.0f} GFLOP/s {dtype}; seconds by work: "
+    # with runs side by side (cores other than "all") these are each run's own seconds: they overlap
+    key = (f"probe {probe:.0f} GFLOP/s {dtype} on every core; run-seconds by work: "
            + ", ".join(f"{k} {v}" for k, v in sorted(by_work.items(), key=lambda kv: -kv[1])))
     return _report("profile", rows, key, {"probe_gflops": round(probe), "by_work_s": by_work})
 

@@ -142,6 +142,13 @@ def describe(cfg: Config) -> str:
     speed = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in g.items())
     ref = reference()
     where = "the same CPU kind" if ref.get("cpu_kind") == cpu_kind() else "another CPU kind: expect a larger error"
+    w = work(cfg)
+    now = {"train_lanes": lanes(cfg.train.cpu_parallel, w["train_runs"]),
+           "eval_lanes": lanes(cfg.eval.cpu_parallel, w["adapters"] + bool(w["base_runs"] or w["icl_runs"])),
+           "baseline_lanes": lanes(cfg.baselines.cpu_parallel, w["encoder_runs"] + w["setfit_runs"])}
+    if any(ref.get(k, 1) != v for k, v in now.items()):  # a run beside another is slower than one alone
+        where += (f"; runs side by side there {'/'.join(str(ref.get(k, 1)) for k in now)}, here "
+                  f"{'/'.join(map(str, now.values()))} (train/eval/baselines): expect a larger error")
     return (f"estimate: ~{est['total']:g} min on this {cpu_model()} ({cpu_kind()}; probe {speed}): {stages} min "
             f"(calibrated on {ref['cpu']}, {where})")
 

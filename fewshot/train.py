@@ -168,6 +168,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     summary = summarize(out, name, size, seed, wall)
     import resource  # largest child so far (Linux reports kB): the trainer, in practice
     summary["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)
+    summary["cores"] = cpus  # its lane where runs went side by side (None: every core)
     append_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl", summary)
     atomic_write_json(out / "done.json", {"hash": h, **summary})
     print(f"[train] {name}: done in {wall:.0f}s, {summary['samples_per_s']} samples/s, "

@@ -32,3 +32,18 @@ def test_profile_counts_a_shared_server_once_and_the_tokens_it_computed(tmp_path
     assert rows["zero_shot/LLM scoring"]["GFLOP/s (of probe)"] == "81 (81%)"
     assert rows["zero_shot_constrained/LLM scoring"]["GFLOP/s (of probe)"] == "-"  # no counters: not guessed
     assert rows["encoder_16_s0/encoder"]["seconds"] == 132
+
+
+def test_a_run_on_a_lane_is_measured_against_its_share_of_the_probe(tmp_path, monkeypatch):
+    import fewshot.devices as D
+    monkeypatch.setattr(D, "usable_cpus", lambda: [0, 1])
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"eval.out_dir={tmp_path / 'objs'}",
+                                                       f"train.log_dir={tmp_path / 'logs'}"])
+    (tmp_path / "objs").mkdir()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "train_summary.jsonl").write_text("".join(json.dumps(
+        {"run": f"llm_train_{n}", "rows": n, "wall_s": 90.0, "train_runtime_s": 80.0, "tokens_seen": 8000, "cores": c})
+        + "\n" for n, c in ((16, [1]), (32, None))))
+    rows = {r["run"]: r for r in profile_rows(cfg, n_params=1e8, probe=100.0)}
+    assert rows["llm_train_16"]["GFLOP/s (of probe)"] == "40 (80%)" and rows["llm_train_16"]["cores"] == "1"
+    assert rows["llm_train_32"]["GFLOP/s (of probe)"] == "40 (40%)" and rows["llm_train_32"]["cores"] == "all"

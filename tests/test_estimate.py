@@ -85,3 +85,14 @@ def test_a_negative_start_up_is_not_fitted():
     assert E._least_squares([16, 32, 64], [26.0, 42.0, 74.0]) == pytest.approx((10.0, 1.0))
     a, b = E._least_squares([16, 32, 64], [1.0, 40.0, 100.0])   # would cross zero above 0
     assert a == 0.0 and b == pytest.approx(141.0 / 112)
+
+
+def test_the_estimate_says_when_it_was_calibrated_with_other_lanes(cfg, monkeypatch):
+    monkeypatch.setattr(E, "has_gpu", lambda: False)
+    monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
+    monkeypatch.setattr(E, "probes", lambda c: {"fp32": 100.0})
+    monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 2)
+    monkeypatch.setattr(E, "reference", lambda: {**REF, "train_lanes": 2, "eval_lanes": 2, "baseline_lanes": 2})
+    assert "expect a larger error" not in E.describe(cfg)
+    monkeypatch.setattr(E, "reference", lambda: REF)   # calibrated one run at a time
+    assert "runs side by side there 1/1/1, here 2/2/2 (train/eval/baselines): expect a larger error" in E.describe(cfg)
