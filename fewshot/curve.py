@@ -80,6 +80,10 @@ class Point:
     device: str
 
 
+def _where(device: str, cores: list | None) -> str:
+    return f"{device} ({len(cores)} core{'s' if len(cores) > 1 else ''})" if device == "cpu" and cores else device
+
+
 def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
     pts, labels = [], []
     for r in load_results(objs_dir):
@@ -94,8 +98,11 @@ def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
         gold = np.array([idx[rows[i]["label"]] for i in range(r["n_eval"])])
         sc = r.get("scoring") or {}
         secs = [x for x in (r.get("train_seconds"), r.get("seconds"), sc.get("seconds")) if x]
-        train_dev = r.get("train_device") or sc.get("device") or "cpu"
-        score_dev = sc.get("device") or train_dev  # the LLM may train on a GPU and be scored on a CPU
+        # where it ran: a run side by side on a lane of a CPU's cores says how many it had
+        trained_here = bool(r.get("train_device"))
+        train_dev = _where(r.get("train_device") or sc.get("device") or "cpu",
+                           r.get("train_cores", r.get("cores")) if trained_here else sc.get("cores"))
+        score_dev = _where(sc["device"], sc.get("cores")) if sc.get("device") else train_dev  # LLM: GPU train, CPU score
         n = int(r["train_rows"])
         if r["method"] in ICL_METHODS:  # a point is what the model was shown, not the subset it came from
             n = int((r.get("icl") or {}).get("k") or n)

@@ -156,7 +156,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
         "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,
                     "dtype": "auto" if device == "gpu" else cpu_serving_dtype(cfg)},
-        "train_seconds": train.get("wall_s"), "train_device": train.get("device"),
+        "train_seconds": train.get("wall_s"), "train_device": train.get("device"), "train_cores": train.get("cores"),
         "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
     }
     atomic_write_bytes(p["pkl"], pickle.dumps(ed, protocol=pickle.HIGHEST_PROTOCOL))

@@ -222,6 +222,21 @@ def test_compute_line_names_where_each_part_ran(tmp_path):
     assert " CPU (" in tfidf_part and "GPU" not in tfidf_part
 
 
+def test_compute_line_says_when_runs_had_one_core_of_the_cpu(tmp_path):
+    """Runs side by side each get a lane of the cores: their seconds are a core's, and the line says so."""
+    _write_runs(tmp_path, "llm_lora", [16, 32, 64, 128], seeds=(0,), params=(0.95, 3.0, 0.6), seed=1)
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128], seeds=(0,), params=(0.95, 3.0, 0.6), seed=2)
+    for p in tmp_path.glob("llm_lora_*.json"):
+        r = json.loads(p.read_text())
+        r.update(train_device="cpu", train_cores=[1], scoring={"device": "cpu", "seconds": 5.0, "cores": [0]})
+        atomic_write_json(p, r)
+    line = next(x for x in headline(analyse(tmp_path, [0.6], n_boot=10, calibration=CAL)).splitlines()
+                if x.startswith("- Compute"))
+    llm_part = next(x for x in line.split("; ") if "LLM" in x)
+    assert " CPU (1 core) (" in llm_part and " score (" not in llm_part   # one core each: no "train + score" split
+    assert " CPU (" in next(x for x in line.split("; ") if "TF-IDF" in x) and "core" not in line.split("; ")[-1]
+
+
 def test_the_benchmark_checks_study_curves_with_the_reports_own_backtest(tmp_path):
     """curve-bench --objs: a known power law, fitted up to largest/r, predicts the largest size; the
     interval before widening is narrower than after, and both records come from one backtest."""
