@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
 from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, train_file_name
-from .devices import baseline_device, cpu_lanes, encoder_bf16, pin
+from .devices import baseline_device, cpu_lanes, encoder_bf16, lane_words, pin
 from .errors import FewshotError
 from .provenance import run_manifest
 from . import procs
@@ -243,8 +243,8 @@ def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> 
     free = ctx.Queue()
     for lane in lanes:
         free.put(lane)
-    print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: cores "
-          f"{' | '.join(','.join(map(str, l)) for l in lanes)} (baselines.cpu_parallel)", flush=True)
+    print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+          f"(baselines.cpu_parallel)", flush=True)
     with procs.TermAsInterrupt(), ctx.Pool(len(lanes), _lane_init, (free,)) as pool:  # leaving it terminates the workers
         for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
             print(line, flush=True)

@@ -102,6 +102,10 @@ def cpu_lanes(parallel: int, jobs: int) -> list[list[int]]:
     return [cpus[i * per:(i + 1) * per] for i in range(n)]
 
 
+def lane_words(lanes: list[list[int]]) -> str:
+    return "cores " + " | ".join(",".join(map(str, lane)) for lane in lanes)
+
+
 def pin(pid: int, cpus: list[int]) -> None:
     """Best effort: the process (and the threads it starts later) on these cores."""
     try:

@@ -134,15 +134,14 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
 def describe(cfg: Config) -> str:
     if has_gpu():
         return "estimate: none for a GPU box (the estimate is calibrated on CPUs only)"
-    g = probes(cfg)
-    est = estimate(cfg, gflops=g)
+    g, w = probes(cfg), work(cfg)
+    est = estimate(cfg, w, g)
     if not est:
         return "estimate: not calibrated yet"
     stages = ", ".join(f"{k} ~{v:g}" for k, v in est.items() if k != "total")
     speed = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in g.items())
     ref = reference()
     where = "the same CPU kind" if ref.get("cpu_kind") == cpu_kind() else "another CPU kind: expect a larger error"
-    w = work(cfg)
     now = {"train_lanes": lanes(cfg.train.cpu_parallel, w["train_runs"]),
            "eval_lanes": lanes(cfg.eval.cpu_parallel, w["adapters"] + bool(w["base_runs"] or w["icl_runs"])),
            "baseline_lanes": lanes(cfg.baselines.cpu_parallel, w["encoder_runs"] + w["setfit_runs"])}

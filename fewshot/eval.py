@@ -19,7 +19,7 @@ from .client import score
 from .icl import icl_runs, model_context
 from .config import Config
 from .manifest import load_manifest
-from .devices import cpu_lanes, cpu_serving_dtype, has_gpu, pin
+from .devices import cpu_lanes, cpu_serving_dtype, has_gpu, lane_words, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -97,14 +97,7 @@ def merge(cfg: Config, run: Run, cpus: list[int] | None = None) -> Path:
                        env=subprocess_env(**({"OMP_NUM_THREADS": str(len(cpus))} if cpus else {})))
     if cpus:
         pin(proc.pid, cpus)
-    _LIVE.add(proc)
-    try:
-        rc = proc.wait()
-    except BaseException:
-        procs.stop(proc)
-        raise
-    finally:
-        _LIVE.discard(proc)
+    rc = procs.wait(proc, _LIVE)
     if rc != 0 or not (out / "config.json").exists():
         raise FewshotError(f"{run.name}: llamafactory-cli export failed ({rc}); last lines of {log}:\n"
                            f"{procs.tail(log)}")
@@ -211,12 +204,11 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     try:  # the base-model runs share one server; each adapter gets its own (one for all in multi_lora)
         if lanes:
             from .schedule import run_on_slots
-            print(f"[eval] {len(groups)} server(s), {len(lanes)} at a time on the CPU: cores "
-                  f"{' | '.join(','.join(map(str, l)) for l in lanes)} (eval.cpu_parallel)", flush=True)
+            print(f"[eval] {len(groups)} server(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+                  f"(eval.cpu_parallel)", flush=True)
             # heaviest first: the base model's server scores several runs, an adapter's one (and a merge)
             jobs = [(g[0][0].name, len(g) + 0.5 * (g[0][0].adapter is not None), g) for g in groups]
-            status = run_on_slots(jobs, [",".join(map(str, l)) for l in lanes],
-                                  lambda g, slot: one(g, [int(c) for c in slot.split(",")]),
+            status = run_on_slots(jobs, lanes, one,
                                   lambda: [procs.stop(p) for p in list(_LIVE)])
             for (name, _, g) in jobs:  # an unexpected error in a lane: its runs failed
                 if status.get(name) == "failed":

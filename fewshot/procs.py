@@ -22,6 +22,19 @@ def start(cmd: list[str], log_path: str | os.PathLike, env: dict | None = None,
         log.close()  # the child keeps its own descriptor
 
 
+def wait(proc: subprocess.Popen, live: set) -> int:
+    """Wait for a child we started, listed in `live` meanwhile (another thread's Ctrl-C stops what is
+    listed there); stopped by its process group if we are interrupted. Its exit code."""
+    live.add(proc)
+    try:
+        return proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
+    finally:
+        live.discard(proc)
+
+
 def stop(proc: subprocess.Popen | None, grace: float = 15.0) -> None:
     """SIGTERM the child's process group, then SIGKILL what is left after `grace` seconds."""
     if proc is None:

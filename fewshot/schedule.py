@@ -25,11 +25,12 @@ def visible_gpus(limit: int | None = None) -> list[str]:
     return ids[:limit] if limit else ids
 
 
-def run_on_slots(jobs: list[tuple[str, float, Any]], slots: list[str], work: Callable[[Any, str], str],
+def run_on_slots(jobs: list[tuple[str, float, Any]], slots: list[Any], work: Callable[[Any, Any], str],
                  stop_all: Callable[[], None] = lambda: None) -> dict[str, str]:
     """Run every job once, at most one per slot at a time, heaviest first. jobs: (name, weight,
-    payload); work(payload, slot) -> status. An exception in one job marks it 'failed' and the
-    others go on; Ctrl-C / SIGTERM calls stop_all() and re-raises."""
+    payload); slots: device ids, or CPU lanes (lists of cores); work(payload, slot) -> status. An
+    exception in one job marks it 'failed' and the others go on; Ctrl-C / SIGTERM calls stop_all()
+    and re-raises."""
     free: queue.Queue = queue.Queue()
     for s in slots:
         free.put(s)

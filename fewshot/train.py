@@ -20,7 +20,7 @@ from .manifest import load_manifest
 from .locks import Busy, hold
 from .models import ADAPTER_FILES, adapter_finished, check_model_path
 from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
-from .devices import cpu_lanes, device_and_precision, pin
+from .devices import cpu_lanes, device_and_precision, lane_words, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -154,14 +154,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
         pin(proc.pid, cpus)
     if lock:
         lock.note_child(proc.pid)
-    _LIVE.add(proc)
-    try:
-        rc = proc.wait()
-    except BaseException:
-        procs.stop(proc)
-        raise
-    finally:
-        _LIVE.discard(proc)
+    rc = procs.wait(proc, _LIVE)
     wall = time.time() - t0
     if rc != 0 or not all((out / f).exists() for f in ADAPTER_FILES):
         raise FewshotError(f"{name}: llamafactory-cli exited with {rc}; last lines of {log}:\n{procs.tail(log)}")
@@ -240,10 +233,10 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
         if len(slots) > 1 or lanes:
             from .schedule import run_on_slots
             if lanes:
-                print(f"[train] {len(runs)} run(s), {len(lanes)} at a time on the CPU: cores "
-                      f"{' | '.join(','.join(map(str, l)) for l in lanes)} (train.cpu_parallel)", flush=True)
-                slots = [",".join(map(str, l)) for l in lanes]
-                work = lambda p, slot: _attempt(cfg, *p, sha(p[0]), cpus=[int(c) for c in slot.split(",")])
+                print(f"[train] {len(runs)} run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+                      f"(train.cpu_parallel)", flush=True)
+                slots = lanes
+                work = lambda p, cpus: _attempt(cfg, *p, sha(p[0]), cpus=cpus)
             else:
                 print(f"[train] {len(runs)} run(s) over GPUs {','.join(sorted(set(slots)))}, "
                       f"{cfg.train.runs_per_gpu} run(s) per GPU at a time", flush=True)
