@@ -152,10 +152,17 @@ def describe(cfg: Config) -> str:
             f"(calibrated on {ref['cpu']}, {where})")
 
 
-def reference() -> dict:
-    """The calibration for this CPU kind, else the first one there is; {} when none."""
+BF16_KINDS = ("amx", "avx512_bf16")  # the kinds whose LLM steps run in native bf16 (precision: auto)
+
+
+def reference(kind: str | None = None) -> dict:
+    """The calibration for this CPU kind; else one made on a kind with the same native precision
+    (an fp32 CPU priced from a bf16 one is off by the bf16/fp32 ratio, which the probe does not
+    carry over to the serving kernels); else the first there is; {} when none."""
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-    return cal.get(cpu_kind()) or next(iter(cal.values()), {})
+    kind = kind or cpu_kind()
+    same_precision = [v for k, v in cal.items() if (k in BF16_KINDS) == (kind in BF16_KINDS)]
+    return cal.get(kind) or next(iter(same_precision), None) or next(iter(cal.values()), {})
 
 
 def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:

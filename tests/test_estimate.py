@@ -96,3 +96,17 @@ def test_the_estimate_says_when_it_was_calibrated_with_other_lanes(cfg, monkeypa
     assert "expect a larger error" not in E.describe(cfg)
     monkeypatch.setattr(E, "reference", lambda: REF)   # calibrated one run at a time
     assert "runs side by side there 1/1/1, here 2/2/2 (train/eval/baselines): expect a larger error" in E.describe(cfg)
+
+
+def test_a_cpu_without_its_own_calibration_is_priced_from_one_with_its_precision(tmp_path, monkeypatch):
+    cal = {"amx": {**REF, "cpu_kind": "amx"}, "avx2": REF}  # bf16 first: the file's order must not decide
+    path = tmp_path / "estimate_calibration.json"
+    path.write_text(json.dumps(cal))
+    monkeypatch.setattr(E, "CALIBRATION", path)
+    assert E.reference("avx512")["cpu_kind"] == "avx2"          # fp32 like AVX2, not bf16 like AMX
+    assert E.reference("avx512_bf16")["cpu_kind"] == "amx"
+    assert E.reference("avx2")["cpu_kind"] == "avx2" and E.reference("amx")["cpu_kind"] == "amx"
+    path.write_text(json.dumps({"amx": cal["amx"]}))
+    assert E.reference("avx512")["cpu_kind"] == "amx"            # the only one there is
+    path.unlink()
+    assert E.reference("avx2") == {}
