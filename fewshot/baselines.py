@@ -115,7 +115,7 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
         raise FewshotError(f"encoder micro-batch {micro_batch} does not divide baselines.encoder_batch_size "
                            f"{b.encoder_batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=encoder_bf16(),
+        args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=encoder_bf16(cfg),
                                  per_device_train_batch_size=micro_batch, per_device_eval_batch_size=micro_batch,
                                  gradient_accumulation_steps=b.encoder_batch_size // micro_batch,
                                  learning_rate=b.encoder_lr, weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
@@ -169,10 +169,11 @@ def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
 
 
-def method_settings(b, method: str) -> dict:
+def method_settings(cfg: Config, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
-    device = {"bf16": encoder_bf16(), "micro_batch": encoder_micro_batch(b), "sorted_fused": True} \
+    b = cfg.baselines
+    device = {"bf16": encoder_bf16(cfg), "micro_batch": encoder_micro_batch(b), "sorted_fused": True} \
         if method == "encoder" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
@@ -270,7 +271,7 @@ def run_all(cfg: Config) -> int:
                 if fname not in manifest["files"]:
                     raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
                 key = {"train": manifest["files"][fname]["sha256"], "eval": split_sha, "method": method,
-                       **method_settings(b, method)}
+                       **method_settings(cfg, method)}
                 if paths["json"].exists() and read_json(paths["json"]).get("key") == key and paths["preds"].exists():
                     continue
                 # the order side by side, heaviest first: rows passed through the encoder, SetFit's pairs

@@ -114,11 +114,12 @@ def pin(pid: int, cpus: list[int]) -> None:
         pass
 
 
-def encoder_bf16() -> bool:
-    """The encoder fine-tune runs in bf16 where the LLM trains in bf16 on a CPU: native bf16, no GPU.
-    SetFit stays fp32 (its contrastive step degraded in bf16 autocast)."""
+def encoder_bf16(cfg) -> bool:
+    """The encoder fine-tune runs in bf16 where the LLM trains in bf16 on a CPU (train.precision,
+    auto = native bf16), so `precision: fp32` means fp32 for every trained model. SetFit stays fp32
+    (its contrastive step degraded in bf16 autocast)."""
     import torch
-    return not torch.cuda.is_available() and cpu_has_native_bf16()
+    return not torch.cuda.is_available() and precision_on(cfg, "cpu") == "bf16"
 
 
 def baseline_device(method: str) -> str:

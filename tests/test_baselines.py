@@ -109,9 +109,9 @@ def test_a_method_reruns_only_when_its_own_settings_change(easy_cfg, capsys):
     assert run_all(other) == 0
     assert "tfidf_16_s0" not in capsys.readouterr().out  # encoder settings do not touch TF-IDF
     from fewshot.baselines import method_settings
-    assert method_settings(other.baselines, "encoder")["epochs"] == 7.0
-    assert method_settings(other.baselines, "setfit")["iters"] == 3
-    heads = {h: method_settings(load_config(cfg.path, [f"baselines.setfit_head={h}"]).baselines, "setfit")["head"]
+    assert method_settings(other, "encoder")["epochs"] == 7.0
+    assert method_settings(other, "setfit")["iters"] == 3
+    heads = {h: method_settings(load_config(cfg.path, [f"baselines.setfit_head={h}"]), "setfit")["head"]
              for h in ("setfit", "balanced_C10")}
     assert heads["setfit"] != heads["balanced_C10"]  # another head reruns SetFit
 

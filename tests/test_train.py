@@ -133,10 +133,12 @@ def test_auto_precision_follows_the_hardware(write_config, monkeypatch, device, 
     assert D.device_and_precision(cfg) == (device, expected)
     a = lf_args(cfg, "llm_train_10", "sha")
     assert a.get("bf16", False) is (expected == "bf16") and "fp16" not in a
-    if device == "cpu":  # the CPU server runs the same precision
+    if device == "cpu":  # the CPU server and the encoder baseline run the same precision
         assert D.cpu_serving_dtype(cfg) == ("bfloat16" if native_bf16 else "float32")
+        assert D.encoder_bf16(cfg) is native_bf16
     pinned = load_config(cfg.path, ["train.precision=fp32"])
     assert D.device_and_precision(pinned)[1] == "fp32" and D.cpu_serving_dtype(pinned) == "float32"
+    assert D.encoder_bf16(pinned) is False  # fp32 asked for: every trained model in fp32
 
 
 def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch):
