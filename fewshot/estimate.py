@@ -107,11 +107,13 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
     """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration).
     Runs side by side (train/baselines.cpu_parallel) are priced at the per-run speed the calibrating
     study measured, so a calibration made with as many lanes as the config asks for fits best."""
-    r = reference()
-    if has_gpu() or not r:
+    if has_gpu():
         return {}
     w = w or work(cfg)
     g = gflops or probes(cfg)
+    r = reference(precision=device_and_precision(cfg)[1], fp32_gflops=g["fp32"])
+    if not r:
+        return {}
     llm = g.get(device_and_precision(cfg)[1], g["fp32"]) * 1e9
     fp32 = g["fp32"] * 1e9
     scale = r["probe_gflops"] * 1e9 / fp32  # start-ups and encoders: in proportion to fp32 speed
@@ -140,8 +142,10 @@ def describe(cfg: Config) -> str:
         return "estimate: not calibrated yet"
     stages = ", ".join(f"{k} ~{v:g}" for k, v in est.items() if k != "total")
     speed = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in g.items())
-    ref = reference()
+    ref = reference(precision=device_and_precision(cfg)[1], fp32_gflops=g["fp32"])
     where = "the same CPU kind" if ref.get("cpu_kind") == cpu_kind() else "another CPU kind: expect a larger error"
+    if _precision(ref) != device_and_precision(cfg)[1]:
+        where += f"; timed in {_precision(ref)}, this study runs in {device_and_precision(cfg)[1]}: expect a larger error"
     now = {"train_lanes": lanes(cfg.train.cpu_parallel, w["train_runs"]),
            "eval_lanes": lanes(cfg.eval.cpu_parallel, w["adapters"] + bool(w["base_runs"] or w["icl_runs"])),
            "baseline_lanes": lanes(cfg.baselines.cpu_parallel, w["encoder_runs"] + w["setfit_runs"])}
@@ -155,14 +159,24 @@ def describe(cfg: Config) -> str:
 BF16_KINDS = ("amx", "avx512_bf16")  # the kinds whose LLM steps run in native bf16 (precision: auto)
 
 
-def reference(kind: str | None = None) -> dict:
-    """The calibration for this CPU kind; else one made on a kind with the same native precision
-    (an fp32 CPU priced from a bf16 one is off by the bf16/fp32 ratio, which the probe does not
-    carry over to the serving kernels); else the first there is; {} when none."""
+def _precision(ref: dict) -> str:
+    """The precision a calibration's LLM runs were timed in (older entries: their kind's native one)."""
+    return ref.get("precision") or ("bf16" if ref.get("cpu_kind") in BF16_KINDS else "fp32")
+
+
+def reference(kind: str | None = None, precision: str | None = None, fp32_gflops: float | None = None) -> dict:
+    """The calibration to price this machine's study from; {} when none. Timed in the precision the
+    study will run in first (a bf16 calibration scaled to an fp32 run is off by far more than the
+    probe's bf16/fp32 ratio says: training used 14% of the bf16 probe, serving 40-75%), then this
+    CPU kind, then the fp32 probe nearest this machine's; else the first there is."""
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+    if not cal:
+        return {}
     kind = kind or cpu_kind()
-    same_precision = [v for k, v in cal.items() if (k in BF16_KINDS) == (kind in BF16_KINDS)]
-    return cal.get(kind) or next(iter(same_precision), None) or next(iter(cal.values()), {})
+    refs = list(cal.values())
+    near = lambda r: abs(math.log(r["probe_gflops"] / fp32_gflops)) if fp32_gflops else 0.0
+    return min(refs, key=lambda r: (precision is not None and _precision(r) != precision,
+                                    r.get("cpu_kind") != kind, near(r), refs.index(r)))
 
 
 def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -197,8 +211,10 @@ def calibrate(cfg: Config) -> dict:
     sf = [rec(baseline_name("setfit", n, s)) for s in b.seeds for n in cfg.data.sizes]
     sf_a, sf_b = _least_squares([r["train_rows"] for r in sf], [r["seconds"] for r in sf])
     times = {t["stage"]: t["seconds"] for t in read_jsonl(Path(cfg.train.log_dir) / "study_times.jsonl")}
+    precision, kind = device_and_precision(cfg)[1], cpu_kind()
     ref = {
-        "cpu": f"{cpu_model()} ({cpu_kind()}), the {cfg.name} study of {time.strftime('%Y-%m-%d')}", "cpu_kind": cpu_kind(), "probe_gflops": round(g, 1),
+        "cpu": f"{cpu_model()} ({kind}), the {cfg.name} study of {time.strftime('%Y-%m-%d')}", "cpu_kind": kind,
+        "precision": precision, "probe_gflops": round(g, 1),
         "train_flop_share": round(flops / sum(s["train_runtime_s"] for s in summ.values()) / llm, 4),
         "train_start_s": round(sum(s["wall_s"] - s["train_runtime_s"] for s in summ.values()) / len(summ), 1),
         "serve_flop_share": round(len(lora + base) * row / sum(r["scoring"]["seconds"] for r in lora + base) / llm, 4),
@@ -214,7 +230,8 @@ def calibrate(cfg: Config) -> dict:
         "eval_lanes": lanes(cfg.eval.cpu_parallel, len(lora) + bool(base or icl)), "baseline_lanes": lanes(cfg.baselines.cpu_parallel, len(enc + sf)),
     }
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-    cal[cpu_kind()] = ref
+    native = "bf16" if kind in BF16_KINDS else "fp32"
+    cal[kind if precision == native else f"{kind}_{precision}"] = ref  # AMX timed in fp32 too: "amx_fp32"
     atomic_write_json(CALIBRATION, cal)
     return ref
 

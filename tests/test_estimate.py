@@ -43,7 +43,7 @@ def test_work_counts_what_the_config_runs(cfg):
 
 
 def test_a_machine_twice_as_fast_at_matrix_products_is_estimated_twice_as_fast(cfg, monkeypatch):
-    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "reference", lambda **k: REF)
     monkeypatch.setattr(E, "has_gpu", lambda: False)
     monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
     monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 1)  # one run at a time
@@ -60,7 +60,7 @@ def test_a_machine_twice_as_fast_at_matrix_products_is_estimated_twice_as_fast(c
 def test_runs_side_by_side_are_estimated_as_lanes_heaviest_first(cfg, monkeypatch):
     assert E.makespan([5, 4, 3, 3, 3], 2) == 10         # 5+3 | 4+3+3: each run to the first free lane
     assert E.makespan([8, 1, 1], 2) == 8 and E.makespan([8, 1, 1], 1) == 10
-    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "reference", lambda **k: REF)
     monkeypatch.setattr(E, "has_gpu", lambda: False)
     monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
     w = E.work(cfg)
@@ -74,9 +74,9 @@ def test_runs_side_by_side_are_estimated_as_lanes_heaviest_first(cfg, monkeypatc
 
 
 def test_no_estimate_without_a_calibration_or_on_a_gpu(cfg, monkeypatch):
-    monkeypatch.setattr(E, "reference", lambda: {})
+    monkeypatch.setattr(E, "reference", lambda **k: {})
     assert E.estimate(cfg, gflops={"fp32": 100.0}) == {}
-    monkeypatch.setattr(E, "reference", lambda: REF)
+    monkeypatch.setattr(E, "reference", lambda **k: REF)
     monkeypatch.setattr(E, "has_gpu", lambda: True)
     assert E.estimate(cfg, gflops={"fp32": 100.0}) == {}
 
@@ -92,21 +92,28 @@ def test_the_estimate_says_when_it_was_calibrated_with_other_lanes(cfg, monkeypa
     monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
     monkeypatch.setattr(E, "probes", lambda c: {"fp32": 100.0})
     monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 2)
-    monkeypatch.setattr(E, "reference", lambda: {**REF, "train_lanes": 2, "eval_lanes": 2, "baseline_lanes": 2})
+    monkeypatch.setattr(E, "cpu_kind", lambda: "avx2")  # REF's kind, whatever CPU runs the test
+    monkeypatch.setattr(E, "reference", lambda **k: {**REF, "train_lanes": 2, "eval_lanes": 2, "baseline_lanes": 2})
     assert "expect a larger error" not in E.describe(cfg)
-    monkeypatch.setattr(E, "reference", lambda: REF)   # calibrated one run at a time
+    monkeypatch.setattr(E, "reference", lambda **k: REF)   # calibrated one run at a time
     assert "runs side by side there 1/1/1, here 2/2/2 (train/eval/baselines): expect a larger error" in E.describe(cfg)
 
 
-def test_a_cpu_without_its_own_calibration_is_priced_from_one_with_its_precision(tmp_path, monkeypatch):
-    cal = {"amx": {**REF, "cpu_kind": "amx"}, "avx2": REF}  # bf16 first: the file's order must not decide
+def test_the_calibration_used_is_timed_in_the_studys_precision_then_on_its_cpu_kind(tmp_path, monkeypatch):
+    cal = {"amx": {**REF, "cpu_kind": "amx", "probe_gflops": 400.0}, "avx2": REF}  # the file's order must not decide
     path = tmp_path / "estimate_calibration.json"
     path.write_text(json.dumps(cal))
     monkeypatch.setattr(E, "CALIBRATION", path)
-    assert E.reference("avx512")["cpu_kind"] == "avx2"          # fp32 like AVX2, not bf16 like AMX
-    assert E.reference("avx512_bf16")["cpu_kind"] == "amx"
-    assert E.reference("avx2")["cpu_kind"] == "avx2" and E.reference("amx")["cpu_kind"] == "amx"
+    assert E.reference("avx512", "fp32")["cpu_kind"] == "avx2"          # fp32 like AVX2, not bf16 like AMX
+    assert E.reference("avx512_bf16", "bf16")["cpu_kind"] == "amx"
+    assert E.reference("amx", "fp32")["cpu_kind"] == "avx2"             # the precision before the kind
+    cal["amx_fp32"] = {**cal["amx"], "precision": "fp32"}
+    path.write_text(json.dumps(cal))
+    assert E.reference("amx", "fp32") == cal["amx_fp32"] and E.reference("amx", "bf16") == cal["amx"]
+    # another fp32 CPU: the fp32 calibration whose probe is nearest its own
+    assert E.reference("avx512", "fp32", fp32_gflops=350.0) == cal["amx_fp32"]
+    assert E.reference("avx512", "fp32", fp32_gflops=120.0) == REF
     path.write_text(json.dumps({"amx": cal["amx"]}))
-    assert E.reference("avx512")["cpu_kind"] == "amx"            # the only one there is
+    assert E.reference("avx512", "fp32")["cpu_kind"] == "amx"           # the only one there is
     path.unlink()
-    assert E.reference("avx2") == {}
+    assert E.reference("avx2", "fp32") == {}
