@@ -213,7 +213,7 @@ def calibrate(cfg: Config) -> dict:
     times = {t["stage"]: t["seconds"] for t in read_jsonl(Path(cfg.train.log_dir) / "study_times.jsonl")}
     precision, kind = device_and_precision(cfg)[1], cpu_kind()
     ref = {
-        "cpu": f"{cpu_model()} ({kind}), the {cfg.name} study of {time.strftime('%Y-%m-%d')}", "cpu_kind": kind,
+        "cpu": f"{cpu_model()} ({kind}, {precision}), the {cfg.name} study of {time.strftime('%Y-%m-%d')}", "cpu_kind": kind,
         "precision": precision, "probe_gflops": round(g, 1),
         "train_flop_share": round(flops / sum(s["train_runtime_s"] for s in summ.values()) / llm, 4),
         "train_start_s": round(sum(s["wall_s"] - s["train_runtime_s"] for s in summ.values()) / len(summ), 1),
