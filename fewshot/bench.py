@@ -23,7 +23,7 @@ import time
 from copy import deepcopy
 from pathlib import Path
 
-from .config import Config
+from .config import Config, save_resolved
 from .manifest import load_manifest
 from .runs import eval_file_name
 from .envs import ROOT
@@ -48,15 +48,19 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None) -> int:
+def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None, cfg: Config | None = None) -> int:
     m = machine()
+    if cfg is not None:  # a study in a precision other than this CPU's native one keeps its own file
+        from .devices import device_and_precision
+        m["precision"] = device_and_precision(cfg)[1]
     print(f"[bench {name}] {m['cpu']} ({', '.join(m['flags']) or 'no AVX2'}), {m['cores']} cores, native bf16 "
           f"{'yes' if m['native_bf16'] else 'no'}, Python {m['python']}, {m['date']}")
     print(_table(rows))
     print(key_line)
     # one file per bench and CPU kind: a figure from one CPU does not replace another's
-    atomic_write_json(RESULTS / f"{name}_{m['cpu_kind']}.json", {"machine": m, "rows": rows, "key": key_line,
-                                                                  **(extra or {})})
+    native = "bf16" if m["native_bf16"] else "fp32"
+    tag = m["cpu_kind"] + (f"_{m['precision']}" if m.get("precision", native) != native else "")
+    atomic_write_json(RESULTS / f"{name}_{tag}.json", {"machine": m, "rows": rows, "key": key_line, **(extra or {})})
     return 0
 
 
@@ -234,12 +238,15 @@ def bench_study(cfg: Config) -> int:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
     times = Path(cfg.train.log_dir) / "study_times.jsonl"
     start = len(read_jsonl(times))
+    # study.sh runs exactly this config, --set and FEWSHOT_SET included (its path alone would drop them)
+    Path(cfg.train.log_dir).mkdir(parents=True, exist_ok=True)
+    resolved = save_resolved(cfg, cfg.train.log_dir, "bench_study.config.yaml")
     t0 = time.time()
-    rc = subprocess.run(["bash", str(ROOT / "study.sh")], env={**os.environ, "CONFIG": cfg.path}).returncode
+    rc = subprocess.run(["bash", str(ROOT / "study.sh")], env={**os.environ, "CONFIG": str(resolved)}).returncode
     total = time.time() - t0
     stages = [{"stage": r["stage"], "seconds": r["seconds"]} for r in read_jsonl(times)[start:]]
     stages.append({"stage": "total", "seconds": round(total)})
-    _report("study", stages, f"whole study: {total / 60:.1f} min (target 30), exit {rc}")
+    _report("study", stages, f"whole study: {total / 60:.1f} min (target 30), exit {rc}", cfg=cfg)
     return bench_profile(cfg) if rc == 0 else rc
 
 
@@ -321,7 +328,7 @@ def bench_profile(cfg: Config) -> int:
     # with runs side by side (cores other than "all") these are each run's own seconds: they overlap
     key = (f"probe {probe:.0f} GFLOP/s {dtype} on every core; run-seconds by work: "
            + ", ".join(f"{k} {v}" for k, v in sorted(by_work.items(), key=lambda kv: -kv[1])))
-    return _report("profile", rows, key, {"probe_gflops": round(probe), "by_work_s": by_work})
+    return _report("profile", rows, key, {"probe_gflops": round(probe), "by_work_s": by_work}, cfg=cfg)
 
 
 BENCHES = {"client": bench_client, "serving": bench_serving, "train": bench_train, "study": bench_study,

@@ -304,14 +304,14 @@ def override(cfg: Config, overrides: list[str]) -> Config:
 RESOLVED = "config.resolved.yaml"
 
 
-def save_resolved(cfg: Config, out_dir: str | os.PathLike) -> Path:
+def save_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = RESOLVED) -> Path:
     """Write the fully resolved config (file + FEWSHOT_SET + --set) next to a step's outputs: what
     it ran with, and what a later process (the report's notebook) loads instead of re-parsing the
     original file plus override strings. Loading it back gives the same config (same hash)."""
     from .fileio import atomic_write_text
     raw = cfg.as_dict()
     raw.pop("path")
-    p = Path(out_dir) / RESOLVED
+    p = Path(out_dir) / name
     atomic_write_text(p, f"# resolved from {cfg.path or '<config>'}; loading it back gives the same config\n"
                          + yaml.safe_dump(raw, sort_keys=False))
     return p

@@ -47,3 +47,30 @@ def test_a_run_on_a_lane_is_measured_against_its_share_of_the_probe(tmp_path, mo
     rows = {r["run"]: r for r in profile_rows(cfg, n_params=1e8, probe=100.0)}
     assert rows["llm_train_16"]["GFLOP/s (of probe)"] == "40 (80%)" and rows["llm_train_16"]["cores"] == "1"
     assert rows["llm_train_32"]["GFLOP/s (of probe)"] == "40 (40%)" and rows["llm_train_32"]["cores"] == "all"
+
+
+def test_bench_study_runs_study_sh_on_the_resolved_config_and_files_it_by_precision(tmp_path, monkeypatch):
+    """--set reaches every stage (study.sh gets a file, not the override strings), and a study run
+    in another precision than the CPU's native one does not replace that one's figures."""
+    import subprocess
+    import fewshot.bench as B
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"train.log_dir={tmp_path / 'logs'}", "train.precision=fp32",
+                                                       "data.sizes=[16,32,64]"])
+    seen = {}
+
+    def fake_study(cmd, env):
+        seen.update(cmd=cmd, config=env["CONFIG"])
+        return subprocess.CompletedProcess(cmd, 1)  # failed: no profile afterwards
+
+    monkeypatch.setenv("FEWSHOT_BENCH_FRESH", "0")
+    monkeypatch.setattr(B.subprocess, "run", fake_study)
+    monkeypatch.setattr(B, "RESULTS", tmp_path / "results")
+    assert B.bench_study(cfg) == 1
+    assert seen["cmd"][-1].endswith("study.sh")
+    ran = load_config(seen["config"])
+    assert ran.train.precision == "fp32" and ran.data.sizes == [16, 32, 64]
+    assert {k: v for k, v in ran.as_dict().items() if k != "path"} == {k: v for k, v in cfg.as_dict().items() if k != "path"}
+    m = B.machine()
+    tag = m["cpu_kind"] + ("_fp32" if m["native_bf16"] else "")
+    assert [f.name for f in (tmp_path / "results").iterdir()] == [f"study_{tag}.json"]
+    assert json.loads((tmp_path / "results" / f"study_{tag}.json").read_text())["machine"]["precision"] == "fp32"
