@@ -170,6 +170,7 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     rows = json.loads(split_file.read_text(encoding="utf-8"))
     split_sha = manifest["files"][split_name]["sha256"]
     labels = manifest["labels"]
+    check_answer_room(cfg, labels)
     runs, missing = planned_runs(cfg, only)
     if shard:  # split the configured list, so every shard agrees on it whatever is trained yet
         mine = set(shard_of(eval_names(cfg), shard))
@@ -227,6 +228,19 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
 
 def _log(cfg: Config, name: str) -> Path:
     return Path(cfg.train.log_dir) / f"{name}.serve.log"
+
+
+def check_answer_room(cfg: Config, labels: list[str]) -> None:
+    """eval.max_tokens caps every answer: a label that needs more tokens could never be answered
+    whole, and every row of its class would count as invalid without a word."""
+    from .tokens import answer_len, tokenizer
+    tok = tokenizer(cfg.model.name_or_path)
+    need = {lab: answer_len(tok, lab) for lab in labels}
+    longest = max(need, key=need.get)
+    if need[longest] > cfg.eval.max_tokens:
+        raise FewshotError(f"label {longest!r} is {need[longest]} tokens with the end of turn, more than "
+                           f"eval.max_tokens={cfg.eval.max_tokens}: every answer naming it would be cut and "
+                           f"counted invalid; set eval.max_tokens to {need[longest]} or more")
 
 
 def context_needed(cfg: Config, runs: list[Run], tokens: dict) -> int:

@@ -64,3 +64,19 @@ vllm:request_prompt_tokens_sum{engine="0",model_name="base"} 99999.0
 """
     assert parse_counters(text) == {"prompt_tokens": 5000.0, "cached_tokens": 1250.0, "generated_tokens": 412.0}
     assert parse_counters("") == {"prompt_tokens": 0.0, "cached_tokens": 0.0, "generated_tokens": 0.0}
+
+
+def test_a_label_longer_than_the_answer_cap_is_an_error_naming_it(write_config):
+    from fewshot.config import load_config
+    from fewshot.errors import FewshotError
+    from fewshot.eval import check_answer_room
+    from fewshot.tokens import answer_len, tokenizer
+    from conftest import MODEL
+    if not (MODEL / "tokenizer.json").exists():
+        pytest.skip("model folder missing: run bash setup.sh")
+    labels = ["games", "Performing operations; transporting, and fixed constructions"]
+    n = answer_len(tokenizer(str(MODEL)), labels[1])
+    check_answer_room(load_config(write_config({"eval.max_tokens": n})), labels)  # just fits
+    with pytest.raises(FewshotError, match=rf"label 'Performing operations.*' is {n} tokens .* "
+                                           rf"eval.max_tokens={n - 1}: .*set eval.max_tokens to {n} or more"):
+        check_answer_room(load_config(write_config({"eval.max_tokens": n - 1})), labels)
