@@ -24,6 +24,7 @@ from copy import deepcopy
 from pathlib import Path
 
 from .config import Config, save_resolved
+from .devices import device_and_precision, native_precision
 from .manifest import load_manifest
 from .runs import eval_file_name
 from .envs import ROOT
@@ -51,14 +52,13 @@ def _table(rows: list[dict]) -> str:
 def _report(name: str, rows: list[dict], key_line: str, extra: dict | None = None, cfg: Config | None = None) -> int:
     m = machine()
     if cfg is not None:  # a study in a precision other than this CPU's native one keeps its own file
-        from .devices import device_and_precision
         m["precision"] = device_and_precision(cfg)[1]
     print(f"[bench {name}] {m['cpu']} ({', '.join(m['flags']) or 'no AVX2'}), {m['cores']} cores, native bf16 "
           f"{'yes' if m['native_bf16'] else 'no'}, Python {m['python']}, {m['date']}")
     print(_table(rows))
     print(key_line)
     # one file per bench and CPU kind: a figure from one CPU does not replace another's
-    native = "bf16" if m["native_bf16"] else "fp32"
+    native = native_precision(m["cpu_kind"])
     tag = m["cpu_kind"] + (f"_{m['precision']}" if m.get("precision", native) != native else "")
     atomic_write_json(RESULTS / f"{name}_{tag}.json", {"machine": m, "rows": rows, "key": key_line, **(extra or {})})
     return 0

@@ -40,6 +40,14 @@ def cpu_kind() -> str:
     return "other"
 
 
+BF16_KINDS = ("amx", "avx512_bf16")  # the kinds that run bf16 natively, so precision: auto picks it
+
+
+def native_precision(kind: str | None = None) -> str:
+    """What precision: auto runs the LLM in on a CPU of this kind (this CPU's by default)."""
+    return "bf16" if (kind or cpu_kind()) in BF16_KINDS else "fp32"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

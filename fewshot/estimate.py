@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .devices import cpu_kind, cpu_lanes, cpu_model, device_and_precision, has_gpu
+from .devices import cpu_kind, cpu_lanes, cpu_model, device_and_precision, has_gpu, native_precision
 from .manifest import load_manifest
 from .runs import (encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, merge_marker,
                    run_names)
@@ -156,19 +156,15 @@ def describe(cfg: Config) -> str:
             f"(calibrated on {ref['cpu']}, {where})")
 
 
-BF16_KINDS = ("amx", "avx512_bf16")  # the kinds whose LLM steps run in native bf16 (precision: auto)
-
-
 def _precision(ref: dict) -> str:
     """The precision a calibration's LLM runs were timed in (older entries: their kind's native one)."""
-    return ref.get("precision") or ("bf16" if ref.get("cpu_kind") in BF16_KINDS else "fp32")
+    return ref.get("precision") or native_precision(ref.get("cpu_kind", "other"))
 
 
 def reference(kind: str | None = None, precision: str | None = None, fp32_gflops: float | None = None) -> dict:
     """The calibration to price this machine's study from; {} when none. Timed in the precision the
-    study will run in first (a bf16 calibration scaled to an fp32 run is off by far more than the
-    probe's bf16/fp32 ratio says: training used 14% of the bf16 probe, serving 40-75%), then this
-    CPU kind, then the fp32 probe nearest this machine's; else the first there is."""
+    study will run in first (bf16 speeds up each kind of work by its own factor, not the probe's:
+    docs/benchmarks.md), then this CPU kind, then the fp32 probe nearest this machine's."""
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
     if not cal:
         return {}
@@ -230,8 +226,7 @@ def calibrate(cfg: Config) -> dict:
         "eval_lanes": lanes(cfg.eval.cpu_parallel, len(lora) + bool(base or icl)), "baseline_lanes": lanes(cfg.baselines.cpu_parallel, len(enc + sf)),
     }
     cal = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-    native = "bf16" if kind in BF16_KINDS else "fp32"
-    cal[kind if precision == native else f"{kind}_{precision}"] = ref  # AMX timed in fp32 too: "amx_fp32"
+    cal[kind if precision == native_precision(kind) else f"{kind}_{precision}"] = ref  # e.g. "amx_fp32"
     atomic_write_json(CALIBRATION, cal)
     return ref
 
