@@ -45,39 +45,69 @@ def pending_rows(pred_path: Path, n: int) -> list[int]:
 
 
 async def _score(make, rows: list[dict], todo: list[int], labels: list[str], pred_path: Path,
-                 concurrency: int, progress: bool, desc: str, demos=None) -> list[tuple[int, str]]:
+                 concurrency: int, progress: bool, desc: str, demos=None, stall_s: float = 120.0) -> list[tuple[int, str]]:
     import httpx
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4)) as http:
-        return await _score_with(make(http), rows, todo, labels, pred_path, concurrency, progress, desc, demos)
+        return await _score_with(make(http), rows, todo, labels, pred_path, concurrency, progress, desc, demos,
+                                 stall_s)
 
 
-async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress, desc, demos=None):
+async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress, desc, demos=None,
+                      stall_s: float = 120.0):
+    """Every pending row, `concurrency` requests in flight. A request waits behind the others it was
+    sent with (on a slow CPU 64 rows in flight take minutes), so no answer at all for `stall_s` seconds
+    is what means a stalled server: then the requests still out are given up, their rows stay pending."""
     sem = asyncio.Semaphore(concurrency)
     failures: list[tuple[int, str]] = []
+    last, out, stalled = [time.monotonic()], [0], [False]  # last answer (or error); requests out; watchdog fired
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc=desc, unit="row", mininterval=2.0)
 
     async def one(i: int) -> None:
-        async with sem:
-            try:
-                msg = await llm.ainvoke(to_langchain(rows[i], demos))
+        try:
+            async with sem:
+                out[0] += 1
+                try:
+                    msg = await llm.ainvoke(to_langchain(rows[i], demos))
+                finally:
+                    out[0] -= 1
+                    last[0] = time.monotonic()
                 raw = msg.content if isinstance(msg.content, str) else str(msg.content)
-            except Exception as e:  # retried already by the client; recorded, row stays pending
-                failures.append((i, f"{type(e).__name__}: {e}"))
-                if bar:
-                    bar.update(1)
-                return
+        except asyncio.CancelledError:
+            if not stalled[0]:  # Ctrl-C, a kill: not ours to swallow
+                raise
+            failures.append((i, f"Timeout: no answer from the server for {stall_s:g} s with requests in flight "
+                                f"(eval.request_timeout)"))
+            return
+        except Exception as e:  # retried already by the client; recorded, row stays pending
+            failures.append((i, f"{type(e).__name__}: {e}"))
+            if bar:
+                bar.update(1)
+            return
         pred = match_label(raw, labels)
         append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": rows[i]["output"]})
         if bar:
             bar.update(1)
 
-    await asyncio.gather(*(one(i) for i in todo))
+    tasks = [asyncio.ensure_future(one(i)) for i in todo]
+
+    async def watchdog() -> None:
+        while True:
+            await asyncio.sleep(min(1.0, stall_s / 4))
+            if out[0] and time.monotonic() - last[0] > stall_s:
+                stalled[0] = True  # the rows still out or waiting stay pending: a rerun sends them again
+                for t in tasks:
+                    t.cancel()
+                return
+
+    watch = asyncio.ensure_future(watchdog())
+    await asyncio.gather(*tasks, return_exceptions=True)
+    watch.cancel()
     if bar:
         bar.close()
-    return failures
+    return sorted(failures)
 
 
 def score(base_url: str, model: str, rows: list[dict], labels: list[str], pred_path: Path, *,
@@ -85,17 +115,18 @@ def score(base_url: str, model: str, rows: list[dict], labels: list[str], pred_p
           max_retries: int = 4, progress: bool = True, desc: str = "", api_key: str | None = None,
           demos: list[dict] | None = None) -> dict:
     """Score the rows not yet in pred_path; returns counts. Raises ScoringError if rows failed.
-    demos: in-context demonstrations sent before every row, the same for all rows (a cached prefix)."""
+    demos: in-context demonstrations sent before every row, the same for all rows (a cached prefix).
+    timeout: seconds with requests out and no answer at all before the server counts as stalled."""
     pred_path = Path(pred_path)
     todo = pending_rows(pred_path, len(rows))
     if not todo:
         return {"scored": 0, "pending": 0, "seconds": 0.0}
-    def make(http):
-        return make_llm(base_url, model, max_tokens, timeout, max_retries, labels if constrained else None, http,
-                        api_key)
+    def make(http):  # one attempt may wait behind every other request out, each up to `timeout`
+        return make_llm(base_url, model, max_tokens, timeout * max(1, concurrency), max_retries,
+                        labels if constrained else None, http, api_key)
     t0 = time.time()
     failures = asyncio.run(_score(make, rows, todo, labels, pred_path, concurrency, progress, desc or model,
-                                  demos))
+                                  demos, stall_s=timeout))
     secs = time.time() - t0
     if failures:
         first = failures[0][1].splitlines()[0][:300]

@@ -98,7 +98,7 @@ class EvalConfig:
     # 0.82-0.85 of the open-loop limit on an AVX-512 BF16 EPYC); a GPU server wants more.
     concurrency: int = 64
     max_tokens: int = 24
-    request_timeout: float = 120.0
+    request_timeout: float = 120.0    # no answer at all for this long = a stalled server (not per request)
     max_retries: int = 4
     server_start_timeout: float = 600.0
     server_args: list[str] = field(default_factory=list)  # extra `vllm serve` flags

@@ -2,7 +2,8 @@
 
     python tests/fake_openai.py PORT MODE [N]
 MODE: good (answers the first listed category), garbage, flaky (every other request is a 500),
-slow (sleeps 30 s), never_ready (/health is 503), die_after (exits after N answers).
+slow (sleeps 30 s), queue (one answer at a time, N ms each: a busy server's queue), never_ready
+(/health is 503), die_after (exits after N answers).
 With FAKE_REQUESTS=path, every chat request body is appended there (one JSON line each); with
 VLLM_API_KEY set, requests without that bearer key get 401, as from vLLM."""
 import json
@@ -17,7 +18,7 @@ PORT, MODE = int(sys.argv[1]), sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
 KEY = os.environ.get("VLLM_API_KEY")  # as vLLM: only requests that carry this key are answered
 state = {"answers": 0, "requests": 0}
-lock = threading.Lock()
+lock, busy = threading.Lock(), threading.Lock()
 
 
 class H(BaseHTTPRequestHandler):
@@ -52,6 +53,9 @@ class H(BaseHTTPRequestHandler):
             return self._send(500, {"error": {"message": "injected failure"}})
         if MODE == "slow":
             time.sleep(30)
+        if MODE == "queue":
+            with busy:
+                time.sleep(N / 1000)
         system = req["messages"][0]["content"]
         first = re.findall(r'"([^"]+)"', system)[0]
         answer = "banana split" if MODE == "garbage" else f" {first.lower()}."
