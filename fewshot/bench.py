@@ -239,7 +239,6 @@ def bench_study(cfg: Config) -> int:
     times = Path(cfg.train.log_dir) / "study_times.jsonl"
     start = len(read_jsonl(times))
     # study.sh runs exactly this config, --set and FEWSHOT_SET included (its path alone would drop them)
-    Path(cfg.train.log_dir).mkdir(parents=True, exist_ok=True)
     resolved = save_resolved(cfg, cfg.train.log_dir, "bench_study.config.yaml")
     t0 = time.time()
     rc = subprocess.run(["bash", str(ROOT / "study.sh")], env={**os.environ, "CONFIG": str(resolved)}).returncode

@@ -103,7 +103,7 @@ def lanes(parallel: int, jobs: int) -> int:
     return len(cpu_lanes(parallel, jobs)) or 1
 
 
-def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> dict:
+def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None, ref: dict | None = None) -> dict:
     """Minutes per stage on this machine; {} where there is nothing to scale from (a GPU, no calibration).
     Runs side by side (train/baselines.cpu_parallel) are priced at the per-run speed the calibrating
     study measured, so a calibration made with as many lanes as the config asks for fits best."""
@@ -111,10 +111,11 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
         return {}
     w = w or work(cfg)
     g = gflops or probes(cfg)
-    r = reference(precision=device_and_precision(cfg)[1], fp32_gflops=g["fp32"])
+    precision = device_and_precision(cfg)[1]
+    r = ref if ref is not None else reference(precision=precision, fp32_gflops=g["fp32"])
     if not r:
         return {}
-    llm = g.get(device_and_precision(cfg)[1], g["fp32"]) * 1e9
+    llm = g.get(precision, g["fp32"]) * 1e9
     fp32 = g["fp32"] * 1e9
     scale = r["probe_gflops"] * 1e9 / fp32  # start-ups and encoders: in proportion to fp32 speed
     train = makespan([r["train_start_s"] * scale + 4 * w["params"] * t / (r["train_flop_share"] * llm)
@@ -136,16 +137,16 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None) -> 
 def describe(cfg: Config) -> str:
     if has_gpu():
         return "estimate: none for a GPU box (the estimate is calibrated on CPUs only)"
-    g, w = probes(cfg), work(cfg)
-    est = estimate(cfg, w, g)
+    g, w, precision = probes(cfg), work(cfg), device_and_precision(cfg)[1]
+    ref = reference(precision=precision, fp32_gflops=g["fp32"])
+    est = estimate(cfg, w, g, ref)
     if not est:
         return "estimate: not calibrated yet"
     stages = ", ".join(f"{k} ~{v:g}" for k, v in est.items() if k != "total")
     speed = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in g.items())
-    ref = reference(precision=device_and_precision(cfg)[1], fp32_gflops=g["fp32"])
     where = "the same CPU kind" if ref.get("cpu_kind") == cpu_kind() else "another CPU kind: expect a larger error"
-    if _precision(ref) != device_and_precision(cfg)[1]:
-        where += f"; timed in {_precision(ref)}, this study runs in {device_and_precision(cfg)[1]}: expect a larger error"
+    if _precision(ref) != precision:
+        where += f"; timed in {_precision(ref)}, this study runs in {precision}: expect a larger error"
     now = {"train_lanes": lanes(cfg.train.cpu_parallel, w["train_runs"]),
            "eval_lanes": lanes(cfg.eval.cpu_parallel, w["adapters"] + bool(w["base_runs"] or w["icl_runs"])),
            "baseline_lanes": lanes(cfg.baselines.cpu_parallel, w["encoder_runs"] + w["setfit_runs"])}

@@ -170,7 +170,6 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     rows = json.loads(split_file.read_text(encoding="utf-8"))
     split_sha = manifest["files"][split_name]["sha256"]
     labels = manifest["labels"]
-    check_answer_room(cfg, labels)
     runs, missing = planned_runs(cfg, only)
     if shard:  # split the configured list, so every shard agrees on it whatever is trained yet
         mine = set(shard_of(eval_names(cfg), shard))
@@ -186,6 +185,7 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
         print(f"[eval] nothing to do: all {len(runs)} runs already scored on {split_name} "
               f"({cfg.eval.out_dir}/)")
         return 0
+    check_answer_room(cfg, labels)  # only when there is scoring to do: it loads the tokenizer
     print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
     failed: dict[str, str] = {}
     ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed,
