@@ -11,7 +11,7 @@ from .errors import FewshotError
 RESOLVED_NEXT_TO = {"data": lambda c: c.data.out_dir, "train": lambda c: c.train.out_dir,
                     "eval": lambda c: c.eval.out_dir, "baselines": lambda c: c.eval.out_dir,
                     "sweep": lambda c: c.sweep.out_dir}
-STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench", "estimate")
+STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench", "plan-bench", "estimate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "report":
             from .report import render
             return render(cfg)
+        if args.step == "plan-bench":
+            from .plan_bench import run as plan_bench_run
+            return plan_bench_run(args.lcdb, args.max_curves, args.boot, args.out)
         if args.step == "curve-bench":
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,

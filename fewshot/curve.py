@@ -31,6 +31,26 @@ INTERVAL = 0.90       # every interval of this step: the coverage the benchmark 
 TRUST_P90 = 0.05      # an answer needs 90% of benchmarked answers at its ratio within this
 MIN_SIZES = cm.MIN_SIZES
 CALIBRATION = Path(__file__).with_name("curve_calibration.json")
+RANDOM = "random"
+STRATEGY_ORDER = ("random", "typical", "uncertain")
+
+
+def key(method: str, selection: str | None) -> str:
+    """A curve's key: the method on random rows, method@strategy on rows a strategy chose."""
+    return method if selection in (None, RANDOM) else f"{method}@{selection}"
+
+
+def base(k: str) -> str:
+    return k.split("@")[0]
+
+
+def selection_of(k: str) -> str:
+    return k.split("@")[1] if "@" in k else RANDOM
+
+
+def _order(k: str) -> tuple:
+    sel = selection_of(k)
+    return (CURVE_METHODS.index(base(k)), STRATEGY_ORDER.index(sel) if sel in STRATEGY_ORDER else 99, sel)
 
 
 def load_calibration(path: Path = CALIBRATION) -> dict:
@@ -106,7 +126,7 @@ def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
         n = int(r["train_rows"])
         if r["method"] in ICL_METHODS:  # a point is what the model was shown, not the subset it came from
             n = int((r.get("icl") or {}).get("k") or n)
-        pts.append(Point(r["method"], n, r.get("seed"), pred, gold, sum(secs) if secs else None,
+        pts.append(Point(key(r["method"], r.get("selection")), n, r.get("seed"), pred, gold, sum(secs) if secs else None,
                          train_dev if score_dev == train_dev else f"{train_dev} train + {score_dev} score"))
     return pts, labels
 
@@ -140,12 +160,12 @@ def _series(points: list[Point], k: int, metric: str, rows_idx=None, rng=None):
 # ---------------------------------------------------------------- the analysis
 
 def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
-            calibration: dict | None = None) -> dict:
+            calibration: dict | None = None, plan_cfg=None) -> dict:
     cal = calibration or load_calibration()
     rule = cal["rule"]
     points, labels = load_points(objs_dir)
     k = len(labels)
-    methods = [m for m in CURVE_METHODS if any(p.method == m for p in points)]
+    methods = sorted({p.method for p in points}, key=_order)
     by_m = {m: [p for p in points if p.method == m] for m in methods}
     n_eval = len(points[0].gold) if points else 0
     rng = np.random.default_rng(seed)
@@ -176,15 +196,16 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                        ceiling_interval=_ci([q.ceiling for q in ok]), converged=f"{len(ok)}/{n_boot}",
                        line=_line(curve, ok, min(sizes), max_n, cal))
             rec["falls"] = falls(ns, ys, len(pts[0].gold)) if metric == "accuracy" else None
+            rec["shape"] = shape(ns, ys, len(pts[0].gold))
             out["fits"].append(rec)
             for t in targets:
-                out["labels_needed"].append(_needed(m, metric, t, curve, bs, sizes, cal))
+                out["labels_needed"].append(_needed(m, metric, t, curve, bs, sizes, cal, rec["shape"]))
             out["backtest"].append(backtest(pts, k, metric, boot_rows, seed, cal["rule"], lambda r: widen_at(cal, r)))
     for metric in METRICS:  # the LLM against every other method: where its curve crosses theirs
         if (LLM, metric) not in fits:
             continue
         for m in methods:
-            if m == LLM or (m, metric) not in fits:
+            if m == LLM or (m, metric) not in fits or selection_of(m) != RANDOM:
                 continue
             sizes = sorted({p.n for p in by_m[LLM]} | {p.n for p in by_m[m]})
             top = _top_ratio(cal)
@@ -198,10 +219,19 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
                                       "range": [int(lo_n), int(hi_n)], "ratio": ratio, "benchmarked_to": int(hi_n),
                                       "extrapolated": bool(n is not None and n > max(sizes)),
                                       "trust": trust_at(cal, ratio) if ratio else None})
-    out["comparisons"] = compare(by_m, k, boot_rows, seed)
+    out["comparisons"] = compare({m: v for m, v in by_m.items() if selection_of(m) == RANDOM}, k, boot_rows, seed)
+    # each method at its best measured selection (highest mean accuracy over the sizes it was measured at)
+    best = best_selections(by_m, k)
+    out["best_selection"] = best
+    if any(v != RANDOM for v in best.values()):
+        out["comparisons_best"] = compare({b: by_m[key(b, sel)] for b, sel in best.items()}, k, boot_rows, seed)
+    out["savings"] = savings(fits, boots, out["labels_needed"], targets)
+    if plan_cfg is not None:
+        out["plan"] = make_plan(plan_cfg, best, by_m, fits, boots, out["fits"], k, cal, seed)
     out["cost"] = cost_table(points, out["labels_needed"])
+    out["split"] = "/".join(sorted({str(r.get("split")) for r in load_results(objs_dir) if r.get("split")}))
     icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in load_results(objs_dir)
-           if r["method"] in ICL_METHODS and r.get("icl")}  # the free and constrained runs share their info
+           if r["method"] in ICL_METHODS and r.get("icl") and r.get("selection", RANDOM) == RANDOM}  # the free and constrained runs share their info
     out["icl"] = [{"rows": n, "seed": s, **{k: info.get(k) for k in ("k", "budget", "tokens", "budget_sets_k",
                                                                         "same_for")}}
                   for (n, s), info in sorted(icl.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
@@ -239,9 +269,10 @@ def _line(curve, boots, lo_n: float, max_n: float, cal: dict) -> dict:
     return {"x": r(xs), "y": r(ys), "low": r(lo), "high": r(hi), "largest": max_n}
 
 
-def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> dict:
+def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict, bad_shape: dict | None = None) -> dict:
     """Rows to reach target t, its interval (bootstrap, widened by the benchmark's family error at
-    the answer's ratio) and how far to trust it."""
+    the answer's ratio) and how far to trust it. A curve whose measured points fall or dip gets no
+    number (bad_shape: what `shape` found)."""
     max_n = max(sizes)
     n_star = cm.rows_needed(curve, t)
     reachable = math.isfinite(n_star)
@@ -255,7 +286,8 @@ def _needed(m: str, metric: str, t: float, curve, boots, sizes, cal: dict) -> di
             "benchmarked_to": int(_top_ratio(cal) * max_n),
             "reachable": reachable, "ratio": ratio, "extrapolated": bool(reachable and n_star > max_n),
             "below_measured": bool(reachable and n_star < min(sizes)), "ceiling": curve.ceiling,
-            "trust": trust, "enough_data": trusted(trust)}
+            "trust": trust, "enough_data": trusted(trust) and not bad_shape,
+            "shape": bad_shape}
 
 
 def compare(by_m: dict, k: int, boot_rows, seed: int) -> list[dict]:
@@ -277,7 +309,7 @@ def compare(by_m: dict, k: int, boot_rows, seed: int) -> list[dict]:
         return cache[(who, n)]
 
     for m, pts in by_m.items():
-        if m == LLM or m in ICL_METHODS:
+        if m == LLM or base(m) in ICL_METHODS:
             continue
         for n in sorted(llm_sizes & {p.n for p in pts}):
             (a, alo, ahi), (b, blo, bhi) = estimate(LLM, n), estimate(m, n)
@@ -298,6 +330,102 @@ def falls(ns, ys, n_eval: int) -> dict | None:
     if top - last <= noise:
         return None
     return {"best_rows": best_n, "best": round(top, 3), "largest_rows": max(means), "at_largest": round(last, 3)}
+
+
+def shape(ns, ys, n_eval: int) -> dict | None:
+    """Is the measured curve fit to extrapolate? None when it rises (within noise); otherwise what it
+    does: 'falls' (its largest size below its best: a peak) or 'dips' (a size below the one before it by
+    more than the 95% noise of a difference of two accuracies on n_eval rows, then rising again). LCDB
+    1.1 finds ~14% of real curves ill-behaved; a power law fitted through one is a confident wrong number."""
+    f = falls(ns, ys, n_eval)
+    if f:
+        return {"kind": "falls", **f, "reason": f"accuracy falls as rows grow ({f['best']:.2f} at {f['best_rows']} "
+                                               f"rows, {f['at_largest']:.2f} at {f['largest_rows']})"}
+    means = [(n, float(np.mean([y for m, y in zip(ns, ys) if m == n]))) for n in sorted(set(ns))]
+    for (n0, a), (n1, b) in zip(means, means[1:]):
+        noise = 1.96 * math.sqrt(2 * a * (1 - a) / max(n_eval, 1))
+        if a - b > noise:
+            return {"kind": "dips", "from_rows": n0, "to_rows": n1, "from": round(a, 3), "to": round(b, 3),
+                    "reason": f"accuracy dips from {a:.2f} at {n0} rows to {b:.2f} at {n1} (more than test-row noise)"}
+    return None
+
+
+def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list[dict], k: int, cal: dict,
+              seed: int) -> dict:
+    """The labelling plan (fewshot/plan.py) for plan.method at its best measured selection."""
+    from . import plan as P
+    sel = best.get(p.method, RANDOM)
+    m = key(p.method, sel)
+    rec = {"method": p.method, "selection": sel, "target": p.target,
+           "costs": {"label": p.cost_per_label, "round": p.cost_per_round, "max_ratio": p.max_ratio}}
+    if m not in by_m:
+        return {**rec, "action": "unknown", "why": f"no {name(p.method)} runs scored"}
+    pts = by_m[m]
+    ns, ys = _series(pts, k, "accuracy")
+    means = {n: float(np.mean([y for a, y in zip(ns, ys) if a == n])) for n in set(ns)}
+    n_have = max(means)
+    fit = next((f for f in fit_recs if f["method"] == m and f["metric"] == "accuracy"), {})
+    shape_ = (fit.get("shape") or {}).get("reason")
+    if (m, "accuracy") not in fits and not shape_:
+        shape_ = f"no learning curve ({fit.get('status', 'no fit')})"
+    draws = P.rows_draws(boots.get((m, "accuracy"), []), p.target, n_have, P.widen_from(cal),
+                         np.random.default_rng(seed + 99)) if (m, "accuracy") in fits else np.array([])
+    ceiling_hi = (fit.get("ceiling_interval") or [None, None])[1]
+    if ceiling_hi is not None:  # the ceiling is a forecast past every size: add the farthest benchmarked error
+        ceiling_hi += P.widen_from(cal)(math.inf)
+    out = P.decide(draws, n_have, p.target, P.Costs(p.cost_per_label, p.cost_per_round, p.max_ratio),
+                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_)
+    return {**rec, **out, "draws": len(draws)}
+
+
+def best_selections(by_m: dict, k: int) -> dict:
+    """Each method's best measured selection: the highest mean accuracy over the sizes every one of its
+    selections was measured at (ties: random). Chosen on the split the runs were scored on."""
+    out = {}
+    for b in dict.fromkeys(base(m) for m in by_m):
+        keys = [m for m in by_m if base(m) == b]
+        common = set.intersection(*({p.n for p in by_m[m]} for m in keys))
+        score = {m: float(np.mean([_metric(p.pred, p.gold, k, "accuracy") for p in by_m[m] if p.n in common]))
+                 for m in keys if common}
+        out[b] = selection_of(max(keys, key=lambda m: (score.get(m, -1), selection_of(m) == RANDOM))) if score else RANDOM
+    return out
+
+
+def savings(fits: dict, boots: dict, needed: list[dict], targets: list[float], metric: str = "accuracy") -> list[dict]:
+    """For each method and strategy: the share of labels the strategy saves against random rows to reach
+    each target, 1 - rows(chosen) / rows(random), with a paired bootstrap interval (the same resampled
+    evaluation rows). Given only where both rows-needed answers stand (inside the measured sizes, a
+    well-shaped curve); an interval holding 0 is 'no saving measurable'."""
+    ans = {(r["method"], r["target"]): r for r in needed if r["metric"] == metric}
+    out = []
+    for m in (m for (m, mt) in fits if mt == metric and selection_of(m) != RANDOM):
+        ref = base(m)
+        if (ref, metric) not in fits:
+            continue
+        for t in targets:
+            a, b = ans.get((ref, t)), ans.get((m, t))
+            rec = {"method": ref, "selection": selection_of(m), "target": t, "metric": metric}
+            if not a or not b:
+                continue
+            if a.get("below_measured") and b.get("below_measured"):
+                out.append({**rec, "status": "both met at the smallest size", "saving": None})
+                continue
+            if not (a.get("enough_data") and b.get("enough_data")) or not (a["reachable"] and b["reachable"]):
+                out.append({**rec, "status": "not enough data to say", "saving": None})
+                continue
+            draws = []
+            for qa, qb in zip(boots[(ref, metric)], boots[(m, metric)]):
+                if qa is None or qb is None:
+                    continue
+                na, nb = cm.rows_needed(qa, t), cm.rows_needed(qb, t)
+                if math.isfinite(na) and math.isfinite(nb):
+                    draws.append(1 - nb / na)
+            saving = 1 - b["rows"] / a["rows"]
+            lo, hi = _ci(draws)
+            status = "saves" if lo is not None and lo > 0 else "costs" if hi is not None and hi < 0 else "no saving measurable"
+            out.append({**rec, "status": status, "saving": saving, "low": lo, "high": hi,
+                        "rows_random": a["rows"], "rows_chosen": b["rows"]})
+    return out
 
 
 def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, rule: str, widen, ratio: float | None = None
@@ -371,7 +499,8 @@ def _int(x):
 # ---------------------------------------------------------------- words and the step
 
 def name(m: str) -> str:
-    return METHOD_NAMES.get(m, m)
+    sel = selection_of(m)
+    return METHOD_NAMES.get(base(m), base(m)) + ("" if sel == RANDOM else f", {sel} rows")
 
 
 def interval_words(r: dict) -> str:
@@ -406,15 +535,14 @@ def headline(res: dict) -> str:
     lines = []
     ratios = list(res.get("benchmark", {}).get("ratios", {}))
     acc = [dict(r, _ratios=ratios) for r in res["labels_needed"] if r["metric"] == "accuracy"]
-    fell = {f["method"]: f["falls"] for f in res["fits"] if f["metric"] == "accuracy" and f.get("falls")}
+    fell = {f["method"]: f["shape"] for f in res["fits"] if f["metric"] == "accuracy" and f.get("shape")}
     smallest = {f["method"]: min(f["sizes"]) for f in res["fits"]}
     seeds = res.get("seeds", {})
     for m in dict.fromkeys(r["method"] for r in acc):
         one_seed = " _(one training seed: intervals cover test-row noise only)_" if seeds.get(m) == 1 else ""
         if m in fell:
-            d = fell[m]
-            lines.append(f"- **{name(m)}**: accuracy falls as rows grow ({d['best']:.2f} at {d['best_rows']} rows, "
-                         f"{d['at_largest']:.2f} at {d['largest_rows']}): not a learning curve, no rows-needed figure")
+            lines.append(f"- **{name(m)}**: {fell[m]['reason']}: not a learning curve, no rows-needed figure "
+                         f"(not enough data to say)")
             continue
         parts = []
         for r in (x for x in acc if x["method"] == m):
@@ -428,15 +556,15 @@ def headline(res: dict) -> str:
             else:
                 parts.append(f"{r['target']:.0%}: ~{r['rows']} rows {interval_words(r)}, {r['ratio']:.1f}x the "
                              f"largest measured ({_trust_words(r)})")
-        unit = " (x = demonstrations shown)" if m in ICL_METHODS else ""
+        unit = " (x = demonstrations shown)" if base(m) in ICL_METHODS else ""
         lines.append(f"- **{name(m)}**{unit}: " + "; ".join(parts) + one_seed)
     for f in res["fits"]:
         if f["metric"] == "accuracy" and f["status"] != "ok":
             lines.append(f"- **{name(f['method'])}**: no fit ({f['status']}): not enough data to say")
     for c in (c for c in res["crossovers"] if c["metric"] == "accuracy" and c["other"] not in ICL_METHODS):
         if c["other"] in fell:
-            lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: no crossover to give ({name(c['other'])} "
-                         f"falls as rows grow)")
+            how = "falls as rows grow" if fell[c["other"]]["kind"] == "falls" else "dips as rows grow"
+            lines.append(f"- {name(c['llm'])} vs {name(c['other'])}: no crossover to give ({name(c['other'])} {how})")
             continue
         if c["kind"] == "from the start":
             txt = f"its curve is above from the smallest size ({c['range'][0]} rows)"
@@ -459,6 +587,41 @@ def headline(res: dict) -> str:
             f"{name(c['method'])} ~{_dur(c['seconds'])} {re.sub('[cg]pu', lambda m: m[0].upper(), c['device'])} ({c['rows']} rows)"
             for c in costs if c["target"] == t and (c["method"], t) in inside))
     return "\n".join(lines) if lines else "Not enough runs in objs/ to fit a learning curve."
+
+
+def summary(res: dict) -> str:
+    """The first screen: the verdict on random rows, the verdict with each method at its best measured
+    selection (and whether that changes it), what choosing rows saved, and the labelling plan."""
+    lines = [x for x in verdict(res) if "In short" in x]
+    best = res.get("best_selection") or {}
+    if res.get("comparisons_best"):
+        chosen = ", ".join(f"{name(m)}: {sel}" for m, sel in best.items() if m not in ICL_METHODS)
+        again = [x for x in verdict({**res, "comparisons": res["comparisons_best"]}) if "In short" in x]
+        if again:
+            said = again[0].split("**In short**: ", 1)[1]
+            same = lines and said == lines[0].split("**In short**: ", 1)[1]
+            lines.append(f"- **Each at its best measured rows** ({chosen}; picked on the {res.get('split', 'scored')} "
+                         f"split, so optimistic): {said}" + (" The verdict is the same." if same else
+                                                             " **This changes the verdict.**"))
+    t = (res.get("plan") or {}).get("target")
+    for sv in (x for x in res.get("savings", []) if x["target"] == t):
+        what = f"Choosing rows ({sv['selection']}) for {name(sv['method'])}, {t:.0%}"
+        if sv["status"] in ("saves", "costs"):
+            lo, hi = sv["low"], sv["high"]
+            verb = "saves" if sv["status"] == "saves" else "costs"
+            lines.append(f"- {what}: {verb} {abs(sv['saving']):.0%} [{min(abs(lo), abs(hi)):.0%}–{max(abs(lo), abs(hi)):.0%}] "
+                         f"of the labels ({sv['rows_chosen']} rows against {sv['rows_random']} random)")
+        elif sv["status"] == "no saving measurable":
+            lines.append(f"- {what}: no saving measurable ({sv['rows_chosen']} rows against {sv['rows_random']} "
+                         f"random; the interval holds 0)")
+        else:
+            lines.append(f"- {what}: {sv['status']}")
+    if res.get("plan"):
+        from .plan import words
+        pl = res["plan"]
+        sel = f", {pl['selection']} rows" if pl.get("selection", RANDOM) != RANDOM else ""
+        lines.append("- " + words(pl, METHOD_NAMES.get(pl["method"], pl["method"]) + sel))
+    return "\n".join(lines)
 
 
 def icl_words(res: dict) -> list[str]:
@@ -601,10 +764,26 @@ def table(res: dict) -> str:
     return "\n".join(rows)
 
 
+def write(cfg, res: dict, out_dir) -> list[Path]:
+    """labels_needed.json (everything), label_plan.json (the plan) and label_next.csv (its rows)."""
+    from .label_next import rank
+    out = Path(out_dir)
+    paths = [out / "labels_needed.json"]
+    atomic_write_json(paths[0], res)
+    if res.get("plan"):
+        nxt = rank(cfg, res["plan"], out)
+        plan = {**res["plan"], "label_next": nxt.name if nxt else None,
+                "savings": [x for x in res.get("savings", []) if x["method"] == res["plan"]["method"]],
+                "split": res.get("split"), "curve_rule": res.get("rule")}
+        atomic_write_json(out / "label_plan.json", plan)
+        paths += [out / "label_plan.json"] + ([nxt] if nxt else [])
+    return paths
+
+
 def run(cfg) -> int:
-    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap)
-    path = Path(cfg.report.out_dir) / "labels_needed.json"
-    atomic_write_json(path, res)
+    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan)
+    paths = write(cfg, res, cfg.report.out_dir)
     print(table(res))
-    print(f"[curve] {path}")
+    print(summary(res))
+    print(f"[curve] {', '.join(str(p) for p in paths)}")
     return 0

@@ -3,7 +3,6 @@ make the splits it lacks, draw nested seeded few-shot subsets, and write Alpaca 
 `dataset_info.json` LLaMA-Factory reads and a manifest that pins every file by sha256."""
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +12,10 @@ from .errors import DataError
 from .fileio import atomic_write_json, atomic_write_text, dumps_json, sha256_file
 from .models import check_model_path
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
-from .runs import eval_file_name, train_file_name
+from .runs import RANDOM, eval_file_name, subset_seeds, train_file_name
+from .selection import LabelOracle, order as selection_order
+from .selection.random_order import prefix_order
+from .manifest import TRAIN_ROWS
 
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "test": "test"}
@@ -126,30 +128,6 @@ def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, str],
 
 # ---------------------------------------------------------------- sampling
 
-def prefix_order(labels: list[str], seed: int, stratify: bool) -> list[int]:
-    """A seeded permutation of row indices whose every prefix is a sample of the rows.
-
-    Taking the first n for each size gives nested subsets (100 inside 500 for one seed). With
-    stratify, the k-th of a class's n_c rows is placed at (k + u) / n_c, so every prefix holds
-    each class in proportion (within one row)."""
-    rng = random.Random(seed)
-    idx = list(range(len(labels)))
-    if not stratify:
-        rng.shuffle(idx)
-        return idx
-    by_class: dict[str, list[int]] = {}
-    for i, lab in enumerate(labels):
-        by_class.setdefault(lab, []).append(i)
-    keyed = []
-    for lab in sorted(by_class):
-        members = by_class[lab]
-        rng.shuffle(members)
-        n = len(members)
-        keyed += [((k + rng.random()) / n, i) for k, i in enumerate(members)]
-    keyed.sort()
-    return [i for _, i in keyed]
-
-
 def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: str) -> dict[str, list[dict]]:
     """Carve valid/test out of train, seeded and stratified, where the source lacks them."""
     missing = [s for s in ("valid", "test") if s not in splits]
@@ -179,7 +157,38 @@ def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: s
 
 def all_seeds(cfg: Config) -> list[int]:
     """The LLM's seeds first, then any extra seeds the baselines run (they share the subsets)."""
-    return cfg.data.seeds + [s for s in cfg.baselines.seeds if s not in cfg.data.seeds]
+    return subset_seeds(cfg, RANDOM)
+
+
+READS = {"random": "every train label (to stratify)", "typical": "no label",
+         "uncertain": "the labels of the rows it bought, nothing else"}
+
+
+def select(cfg: Config, train: list[dict]) -> tuple[dict[tuple[str, int], list[int]], dict]:
+    """(selection, seed) -> order of train rows (prefixes are the subsets), and what each read."""
+    d = cfg.data
+    emb = {}
+
+    def embed():
+        if "x" not in emb:
+            from .embeddings import embed as frozen
+            emb["x"] = frozen(cfg, [r["text"] for r in train])
+        return emb["x"]
+    orders, record = {}, {}
+    for sel in d.selection:
+        for seed in subset_seeds(cfg, sel):
+            oracle = LabelOracle([r["label"] for r in train])
+            orders[(sel, seed)] = selection_order(sel, n_rows=len(train), sizes=d.sizes, seed=seed, oracle=oracle,
+                                                  stratify=d.stratify, embed=embed)
+            top = orders[(sel, seed)][:max(d.sizes)]
+            outside = sorted(oracle.read - set(top)) if sel != RANDOM else []
+            if outside:  # the oracle stops a leak as it happens; this says so if one ever got past it
+                raise DataError(f"data.selection {sel}: read the labels of {len(outside)} row(s) outside its subsets")
+            record.setdefault(sel, {"reads": READS.get(sel, "?") if sel != RANDOM or d.stratify else "no label",
+                                    "seeds": [], "labels_read": {}})
+            record[sel]["seeds"].append(seed)
+            record[sel]["labels_read"][str(seed)] = len(oracle.read)
+    return orders, record
 
 
 def build(cfg: Config) -> dict:
@@ -206,13 +215,12 @@ def build(cfg: Config) -> dict:
     instruction = build_instruction(labels)
     files: dict[str, list[dict]] = {}
     meta: dict[str, dict] = {}
-    train_labels_list = [r["label"] for r in splits["train"]]
-    for seed in all_seeds(cfg):
-        order = prefix_order(train_labels_list, seed, d.stratify)
+    orders, selection = select(cfg, splits["train"])
+    for (sel, seed), order in orders.items():
         for n in sorted(d.sizes):
-            name = train_file_name(n, seed, d)
+            name = train_file_name(n, seed, d, sel)
             files[name] = [alpaca_row(instruction, **splits["train"][i]) for i in order[:n]]
-            meta[name] = {"kind": "train", "size": n, "seed": seed}
+            meta[name] = {"kind": "train", "size": n, "seed": seed, "selection": sel}
     for split in ("valid", "test"):
         rows = splits[split]
         if d.eval_size is not None and d.eval_size < len(rows):
@@ -232,6 +240,8 @@ def build(cfg: Config) -> dict:
         meta[name]["sha256"] = sha256_file(out / f"{name}.json")
         meta[name]["tokens"] = token_stats[name]
     atomic_write_json(out / "dataset_info.json", dataset_info)
+    # the whole train split, in row order: the labelling plan ranks the rows not yet used from it
+    atomic_write_text(out / TRAIN_ROWS, dumps_json(splits["train"]))
     manifest = {
         "source": d.source,
         "hub_config": d.hub_config,
@@ -242,6 +252,10 @@ def build(cfg: Config) -> dict:
         "sizes": sorted(d.sizes),
         "seeds": all_seeds(cfg),
         "stratify": d.stratify,
+        # which rows each strategy chose (train row numbers, 0-based, in order: every prefix a subset)
+        # and which labels it read to choose them
+        "selection": {sel: {**rec, "orders": {str(s): orders[(sel, s)][:max(d.sizes)] for s in rec["seeds"]}}
+                      for sel, rec in selection.items()},
         "files": meta,
     }
     atomic_write_json(out / "manifest.json", manifest)

@@ -18,7 +18,7 @@ from .config import Config
 from .devices import cpu_kind, cpu_lanes, cpu_model, device_and_precision, has_gpu, native_precision
 from .manifest import load_manifest
 from .runs import (encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, merge_marker,
-                   run_names)
+                   run_names, seeds_for, selections_for)
 
 # What the study achieved per unit of the probe on the CPU it was timed on (`python -m fewshot
 # estimate --calibrate` after `python -m fewshot bench study`), one entry per CPU kind.
@@ -65,20 +65,23 @@ def work(cfg: Config) -> dict:
     ev = eval_file_name(cfg.eval.split)
     n_eval = files[ev].get("size") or man["split_rows"].get(cfg.eval.split, 0)
     runs = run_names(cfg)
-    train_tokens = [n * epochs_for(cfg, n) * tok(name) for name, n, _ in runs]
-    icl = len(icl_sizes(cfg)) * len(cfg.data.seeds) * len(icl_answer_modes(cfg)) if cfg.eval.icl else 0
+    train_tokens = [n * epochs_for(cfg, n) * tok(name) for name, n, _, _ in runs]
+    # every (selection, seed) a method runs on: random rows and the chosen ones (data.selection)
+    n_seeds = lambda m: sum(len(seeds_for(cfg, m, sel)) for sel in selections_for(cfg, m))
+    icl = len(icl_sizes(cfg)) * n_seeds("llm_icl") * len(icl_answer_modes(cfg)) if cfg.eval.icl else 0
     b = cfg.baselines
     enc_rows = [encoder_row_passes(b, n) for n in cfg.data.sizes] if "encoder" in b.methods else []
+    sf_rows = list(cfg.data.sizes) if "setfit" in b.methods else []
     return {"params": model_params(cfg.model.name_or_path), "train_runs": len(runs), "train_tokens": sum(train_tokens),
             "train_run_tokens": train_tokens,
-            "encoder_run_passes": enc_rows * len(b.seeds),
-            "setfit_run_rows": list(cfg.data.sizes) * len(b.seeds) if "setfit" in b.methods else [],
+            "encoder_run_passes": enc_rows * n_seeds("encoder"),
+            "setfit_run_rows": sf_rows * n_seeds("setfit"),
             "eval_rows": n_eval, "eval_tokens_per_row": tok(ev), "adapters": len(runs),
             "base_runs": (2 if cfg.eval.zero_shot else 0), "icl_runs": icl,
-            "encoder_row_passes": sum(enc_rows) * len(b.seeds),
-            "encoder_runs": (len(cfg.data.sizes) * len(b.seeds)) if "encoder" in b.methods else 0,
-            "setfit_rows": sum(cfg.data.sizes) * len(b.seeds) if "setfit" in b.methods else 0,
-            "setfit_runs": len(cfg.data.sizes) * len(b.seeds) if "setfit" in b.methods else 0}
+            "encoder_row_passes": sum(enc_rows) * n_seeds("encoder"),
+            "encoder_runs": len(enc_rows) * n_seeds("encoder"),
+            "setfit_rows": sum(sf_rows) * n_seeds("setfit"),
+            "setfit_runs": len(sf_rows) * n_seeds("setfit")}
 
 
 def probes(cfg: Config) -> dict:
@@ -193,7 +196,7 @@ def calibrate(cfg: Config) -> dict:
     w, speeds = work(cfg), probes(cfg)
     g = speeds["fp32"]
     llm = speeds.get(device_and_precision(cfg)[1], g) * 1e9
-    names = {name for name, _, _ in run_names(cfg)}
+    names = {name for name, _, _, _ in run_names(cfg)}
     summ = {s["run"]: s for s in read_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl") if s["run"] in names}
     rec = lambda name: read_json(out_paths(cfg, name)["json"])
     flops = sum(4 * w["params"] * s["tokens_seen"] for s in summ.values())

@@ -40,11 +40,11 @@ def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run],
         runs.append(Run(ZERO_SHOT_CONSTRAINED, 0, None, None, "base", "zero_shot", True))
     if cfg.eval.icl:
         runs += icl_runs(cfg)
-    for name, size, seed in run_names(cfg):
+    for name, size, seed, sel in run_names(cfg):
         done = run_dir(cfg, name) / "done.json"
         if adapter_finished(run_dir(cfg, name)):
             runs.append(Run(name, size, seed, run_dir(cfg, name).resolve(), read_json(done)["hash"],
-                            constrained=cfg.eval.constrained))
+                            constrained=cfg.eval.constrained, selection=sel))
         else:
             missing.append(name)
     if only:
@@ -144,7 +144,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
     merge_s = read_json(marker).get("seconds") if mode == "merged" and run.adapter and marker.exists() else None
     result = {
         "name": run.name, "method": run.method, "train_rows": run.size,
-        "seed": run.seed, "split": cfg.eval.split, "n_eval": len(rows), "mode": mode, "served_model": served,
+        "seed": run.seed, "selection": run.selection, "split": cfg.eval.split, "n_eval": len(rows), "mode": mode, "served_model": served,
         "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
         "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,

@@ -24,13 +24,57 @@ def _save(fig, out_dir, name: str):
     return fig
 
 
+def selection_curves(df: pd.DataFrame, out_dir=None, curves: dict | None = None):
+    """One panel per method measured on more than one selection: accuracy against train rows for each
+    (random, typical, uncertain), points = runs, line = fitted curve with its 90% band inside the data."""
+    if "selection" not in df or df["selection"].nunique() < 2:
+        return None
+    df = df[df["train_rows"] > 0].copy()
+    df["base"] = [m.split(", ")[0] for m in df["method"]]
+    bases = [b for b, g in df.groupby("base", sort=False) if g["selection"].nunique() > 1]
+    if not bases:
+        return None
+    fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
+    key_of = {v: k for k, v in METHOD_NAMES.items()}
+    colors = {"random": "#444444", "typical": "#1f77b4", "uncertain": "#d62728"}
+    fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.8), sharey=True, squeeze=False)
+    for ax, b in zip(axes[0], bases):
+        for sel, g in df[df["base"] == b].groupby("selection"):
+            x = "k_demos" if b.startswith("LLM in-context") and "k_demos" in g and g["k_demos"].notna().all() else "train_rows"
+            agg = g.groupby(x)["accuracy"].mean()
+            color = colors.get(sel)
+            ax.scatter(g[x], g["accuracy"], color=color, s=10, alpha=0.45)
+            ax.plot(agg.index, agg.values, "o", color=color, label=f"{sel} ({g['seed'].nunique()} seeds)")
+            k = key_of.get(b, b) + ("" if sel == "random" else f"@{sel}")
+            f = fits.get((k, "accuracy"))
+            if f and not f.get("shape") and f.get("line"):
+                line = {kk: np.array(v) for kk, v in f["line"].items() if kk != "largest"}
+                inside = line["x"] <= f["line"]["largest"]
+                ax.plot(line["x"][inside], line["y"][inside], "-", color=color, lw=1.3)
+                ax.fill_between(line["x"][inside], line["low"][inside], line["high"][inside], color=color, alpha=0.12, lw=0)
+        ticks = sorted(int(n) for n in df.loc[df["base"] == b, "train_rows"].unique())
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_title(b, fontsize=10)
+        ax.set_xlabel("Labelled training rows (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylabel(f"Accuracy on the {_split(df)} split")
+    fig.suptitle("Which rows: random against chosen subsets (line = fitted curve, band = 90% interval)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, "selection_curves.png")
+
+
 def learning_curve(df: pd.DataFrame, out_dir=None, show_original: bool = False, curves: dict | None = None):
     """Accuracy and macro-F1 against train rows (log x): every run's point, the mean over seeds, the
     fitted curve through them with its 90% band (dashed past the largest measured size, out to the
     farthest ratio the curve benchmark measured), the zero-shot points as horizontal lines."""
+    if "selection" in df:  # chosen rows have their own figure (selection_curves)
+        df = df[df["selection"] == "random"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
-    fell = {m for (m, _), f in fits.items() if f.get("falls")}  # gets worse with rows: no curve drawn
+    fell = {m for (m, _), f in fits.items() if f.get("shape")}  # falls or dips: no curve drawn
     measured = [int(n) for n in df["train_rows"].unique() if n > 0]
     icl = {METHOD_NAMES[m] for m in ("llm_icl", "llm_icl_constrained")}
     if "k_demos" in df:  # in-context runs stand at the demonstrations they were shown
@@ -54,7 +98,7 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_original: bool = False, 
             key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
             legend = method + (" (x = demonstrations shown)" if method in icl else "")
             ax.plot(agg["train_rows"], agg["mean"], "o" + (":" if key in fell else ""), color=color,
-                    label=legend + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls: no fit)" if key in fell else ""))
+                    label=legend + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls or dips: no fit)" if key in fell else ""))
             f = fits.get((key, metric))
             if f and key not in fell and f.get("line"):
                 line = {k: np.array(v) for k, v in f["line"].items() if k != "largest"}

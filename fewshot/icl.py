@@ -21,7 +21,7 @@ from .config import Config
 from .manifest import load_manifest
 from .errors import FewshotError
 from .prompt import chat_messages
-from .runs import Run, eval_file_name, icl_answer_modes, icl_name, icl_sizes, train_file_name
+from .runs import Run, eval_file_name, icl_answer_modes, icl_name, icl_sizes, seeds_for, selections_for, train_file_name
 from .tokens import prompt_len, tokenizer
 
 
@@ -85,9 +85,9 @@ def icl_runs(cfg: Config) -> list:
     data = Path(cfg.data.out_dir)
     probe = json.loads((data / f"{split}.json").read_text(encoding="utf-8"))[0]
     runs, seen = [], {}
-    for seed in cfg.data.seeds:
+    for sel, seed in [(sel, s) for sel in selections_for(cfg, "llm_icl") for s in seeds_for(cfg, "llm_icl", sel)]:
         for n in icl_sizes(cfg):
-            fname = train_file_name(n, seed, cfg.data)
+            fname = train_file_name(n, seed, cfg.data, sel)
             subset = json.loads((data / f"{fname}.json").read_text(encoding="utf-8"))
             costs = demo_costs(tok, subset, probe)
             idx = choose_demos(subset, costs, budget)
@@ -101,7 +101,7 @@ def icl_runs(cfg: Config) -> list:
             info = {"k": len(idx), "of": n, "tokens": used, "budget": budget, "rows": idx,
                     "budget_sets_k": len(idx) < n, "same_for": [],
                     "classes": len({d["output"] for d in demos}), "train_file": f"{fname}.json"}
-            pair = [Run(icl_name(n, seed, cfg.data, c), n, seed, None, key, "icl", c, demos, info)
+            pair = [Run(icl_name(n, seed, cfg.data, c, sel), n, seed, None, key, "icl", c, demos, info, sel)
                     for c in icl_answer_modes(cfg)]
             seen[same] = pair[0]  # the pair shares one info dict
             runs += pair

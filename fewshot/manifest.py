@@ -7,6 +7,8 @@ from pathlib import Path
 from .errors import DataError
 from .fileio import read_json
 
+TRAIN_ROWS = "train_rows.json"  # the whole train split in row order (the labelling plan's default pool)
+
 
 def load_manifest(cfg) -> dict:
     p = Path(cfg.data.out_dir) / "manifest.json"

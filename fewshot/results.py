@@ -42,8 +42,10 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     rows = []
     for r in results:
         m = r["metrics"]
+        sel = r.get("selection") or "random"
         rows.append({
-            "run": r["name"], "method": METHOD_NAMES.get(r["method"], r["method"]), "train_rows": r["train_rows"],
+            "run": r["name"], "method": METHOD_NAMES.get(r["method"], r["method"]) + ("" if sel == "random" else f", {sel} rows"),
+            "selection": sel, "train_rows": r["train_rows"],
             "seed": r.get("seed"), "accuracy": m["accuracy"], "macro_precision": m["macro_precision"],
             "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
             "acc_ci95": _fmt_ci(m.get("accuracy_ci95")), "f1_ci95": _fmt_ci(m.get("macro_f1_ci95")),

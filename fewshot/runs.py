@@ -2,12 +2,13 @@
 adapters, the eval step the scored runs, the baselines theirs, and everything that reads results
 (report, curves, benches) finds them here.
 
-    llm_train_{n}[_s{seed}]        a training subset and the LoRA run trained on it (saves/<name>/)
+    llm_train_{n}[_{sel}][_s{seed}] a training subset and the LoRA run trained on it (saves/<name>/);
+                                   _{sel} for rows chosen by a strategy other than random (data.selection)
     zero_shot                      the base model, free answers
     zero_shot_constrained          the base model, answers restricted to the labels
-    icl_{n}[_s{seed}][_constrained] the base model with the n-row subset as in-context demonstrations
+    icl_{n}[_{sel}][_s{seed}][_constrained] the base model with the n-row subset as in-context demonstrations
                                    (free answers; _constrained: answers restricted to the labels)
-    {method}_{n}_s{seed}           a classical baseline on the same subset
+    {method}_{n}[_{sel}]_s{seed}   a classical baseline on the same subset
 Each scored run writes objs/<name>.json (+ .pkl for LLM runs) and objs/<name>/ (predictions)."""
 from __future__ import annotations
 
@@ -18,21 +19,54 @@ ZERO_SHOT = "zero_shot"
 ZERO_SHOT_CONSTRAINED = "zero_shot_constrained"
 
 
+RANDOM = "random"
+
+
 def _suffix(seed: int, first_seed: int) -> str:
     return "" if seed == first_seed else f"_s{seed}"
 
 
-def train_file_name(size: int, seed: int, data_cfg) -> str:
-    """llm_train_{n} for the first seed (the original study's own names), llm_train_{n}_s{seed} otherwise."""
-    return f"llm_train_{size}{_suffix(seed, data_cfg.seeds[0])}"
+def _sel(selection: str) -> str:
+    return "" if selection == RANDOM else f"_{selection}"
+
+
+def train_file_name(size: int, seed: int, data_cfg, selection: str = RANDOM) -> str:
+    """llm_train_{n} for the first seed (the original study's own names), llm_train_{n}_s{seed} otherwise;
+    rows chosen by a strategy carry its name (llm_train_{n}_typical)."""
+    return f"llm_train_{size}{_sel(selection)}{_suffix(seed, data_cfg.seeds[0])}"
+
+
+def selections_for(cfg, method: str) -> list[str]:
+    """random, then every other strategy of data.selection that this method runs on."""
+    return [RANDOM] + [s for s in cfg.data.selection if s != RANDOM and method in cfg.data.selection_methods]
+
+
+def seeds_for(cfg, method: str, selection: str) -> list[int]:
+    """A method's seeds on a selection: its own seeds on random rows; data.selection_seeds (if set) on chosen ones."""
+    own = cfg.baselines.seeds if method in ("tfidf", "encoder", "setfit") else cfg.data.seeds
+    return own if selection == RANDOM or cfg.data.selection_seeds is None else list(cfg.data.selection_seeds)
+
+
+def subset_seeds(cfg, selection: str) -> list[int]:
+    """Every seed whose subsets of this selection some method reads: the data step writes exactly these."""
+    if selection == RANDOM:  # the LLM's seeds first (its file names are relative to them), then the baselines'
+        return cfg.data.seeds + [s for s in cfg.baselines.seeds if s not in cfg.data.seeds]
+    out: list[int] = []
+    for m in cfg.data.selection_methods:
+        if m in ("tfidf", "encoder", "setfit") and m not in cfg.baselines.methods:
+            continue
+        if m == "llm_icl" and not cfg.eval.icl:
+            continue
+        out += [s for s in seeds_for(cfg, m, selection) if s not in out]
+    return out
 
 
 def eval_file_name(split: str) -> str:
     return f"llm_{split}"
 
 
-def icl_name(size: int, seed: int, data_cfg, constrained: bool = False) -> str:
-    return f"icl_{size}{_suffix(seed, data_cfg.seeds[0])}" + ("_constrained" if constrained else "")
+def icl_name(size: int, seed: int, data_cfg, constrained: bool = False, selection: str = RANDOM) -> str:
+    return f"icl_{size}{_sel(selection)}{_suffix(seed, data_cfg.seeds[0])}" + ("_constrained" if constrained else "")
 
 
 def epochs_for(cfg, size: int) -> float:
@@ -52,13 +86,14 @@ def encoder_epochs(b, n: int) -> float:
     return max(b.encoder_epochs, -(-b.encoder_min_steps // steps_per_epoch))
 
 
-def baseline_name(method: str, size: int, seed: int) -> str:
-    return f"{method}_{size}_s{seed}"
+def baseline_name(method: str, size: int, seed: int, selection: str = RANDOM) -> str:
+    return f"{method}_{size}{_sel(selection)}_s{seed}"
 
 
-def run_names(cfg) -> list[tuple[str, int, int]]:
-    """(LoRA run name, size, seed) for every run the config asks for; named after its data file."""
-    return [(train_file_name(n, s, cfg.data), n, s) for s in cfg.data.seeds for n in sorted(cfg.data.sizes)]
+def run_names(cfg) -> list[tuple[str, int, int, str]]:
+    """(LoRA run name, size, seed, selection) for every run the config asks for; named after its data file."""
+    return [(train_file_name(n, s, cfg.data, sel), n, s, sel) for sel in selections_for(cfg, "llm_lora")
+            for s in seeds_for(cfg, "llm_lora", sel) for n in sorted(cfg.data.sizes)]
 
 
 def icl_sizes(cfg) -> list[int]:
@@ -77,9 +112,9 @@ def eval_names(cfg) -> list[str]:
     """Every run the eval step scores for this config, trained yet or not, in a fixed order."""
     names = [ZERO_SHOT, ZERO_SHOT_CONSTRAINED] if cfg.eval.zero_shot else []
     if cfg.eval.icl:
-        names += [icl_name(n, s, cfg.data, c) for s in cfg.data.seeds for n in icl_sizes(cfg)
-                  for c in icl_answer_modes(cfg)]
-    return names + [name for name, _, _ in run_names(cfg)]
+        names += [icl_name(n, s, cfg.data, c, sel) for sel in selections_for(cfg, "llm_icl")
+                  for s in seeds_for(cfg, "llm_icl", sel) for n in icl_sizes(cfg) for c in icl_answer_modes(cfg)]
+    return names + [name for name, _, _, _ in run_names(cfg)]
 
 
 def run_dir(cfg, name: str) -> Path:
@@ -136,6 +171,7 @@ class Run:
     constrained: bool = False
     demos: list = field(default_factory=list)   # in-context demonstrations (Alpaca rows), in order
     icl: dict = field(default_factory=dict)     # k, tokens, budget and which subset rows were used
+    selection: str = RANDOM                     # which rows the subset holds (data.selection)
 
     @property
     def method(self) -> str:

@@ -44,7 +44,7 @@ def run(cfg: Config) -> int:
         t0 = time.time()
         rc |= train_all(c)
         rc |= eval_all(c)
-        for run, size, seed in run_names(c):
+        for run, size, seed, _ in run_names(c):
             p = out_paths(c, run)["json"]
             if not p.exists():
                 continue

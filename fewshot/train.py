@@ -220,7 +220,7 @@ def gpu_slots(cfg: Config) -> list[str]:
 def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None) -> int:
     manifest = load_manifest(cfg)
     check_model_path(cfg)
-    runs = shard_of([r for r in run_names(cfg) if not only or r[0] in only], shard)
+    runs = shard_of([r[:3] for r in run_names(cfg) if not only or r[0] in only], shard)
     for name, _, _ in runs:
         if name not in manifest["files"]:
             raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "

@@ -101,8 +101,7 @@ def test_the_configuration_reference_lists_every_key_and_no_other():
     from fewshot.config import Config
     keys = {"name"}
     for f in dataclasses.fields(Config):
-        if dataclasses.is_dataclass(f.type) or f.name in {"data", "model", "train", "eval", "baselines", "report",
-                                                           "sweep"}:
+        if dataclasses.is_dataclass(getattr(Config(), f.name)):  # every section, a new one included
             keys |= {f"{f.name}.{g.name}" for g in dataclasses.fields(getattr(Config(), f.name))}
     doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     listed = re.findall(r"^\| `([a-z_.]+)` \|", doc, flags=re.M)

@@ -1,0 +1,115 @@
+"""The labelling plan: for one method and accuracy target, stop (enough rows), give up (the curve's
+ceiling sits below the target), or label q more rows and rerun, with q chosen from the calibrated
+distribution of rows needed as LOC chooses a collection size (Mahmood, Lucas, Acuna, Li, Philion,
+Alvarez, Yu, Fidler, Law: "Optimizing data collection for machine learning", NeurIPS 2022): the
+labels bought now against the chance of needing another round.
+
+The distribution: every bootstrap refit of the learning curve (evaluation rows and seeds resampled)
+read at the target shifted by a draw of the family error the curve benchmark measured at that
+distance past the data (normal, its 90% half-width the benchmark's widening), so a forecast 4x past
+the data carries LCDB's 4x error. `decide` is pure arithmetic on those draws (tested on a known curve;
+backtested on LCDB's curves by `python -m fewshot plan-bench`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import curve_models as cm
+
+Z90 = 1.6449  # a normal's 90% half-width in standard deviations
+
+
+@dataclass(frozen=True)
+class Costs:
+    label: float = 1.0        # one labelled row
+    round: float = 100.0      # one more round: set-up, training, the wait
+    max_ratio: float = 8.0    # one round buys at most this many times the rows held
+
+
+def widen_from(cal: dict):
+    """The curve benchmark's widening at a ratio past the data (fewshot/curve_calibration.json), held
+    at the farthest benchmarked ratio's beyond it: the plan must price far forecasts, and the widest
+    error measured is the least it can assume there."""
+    rows = sorted((float(r), v["widen"]) for r, v in cal.get("ratios", {}).items())
+
+    def widen(r: float) -> float:
+        if r <= 1 or not rows:
+            return 0.0
+        return next((w for x, w in rows if r <= x), rows[-1][1])
+    return widen
+
+
+def rows_draws(boots, target: float, n_have: int, widen, rng: np.random.Generator) -> np.ndarray:
+    """Rows needed under each bootstrap curve, the target shifted by the benchmark's family error at
+    that draw's ratio (widen(ratio) is a 90% half-width; 0 inside the data). inf: never reached."""
+    out = []
+    for q in boots:
+        if q is None:
+            continue
+        n0 = cm.rows_needed(q, target)
+        w = widen(n0 / n_have) if math.isfinite(n0) else widen(math.inf)
+        eps = rng.normal(0.0, w / Z90) if w else 0.0
+        out.append(cm.rows_needed(q, target + eps) if 0 < target + eps < 1 else (1.0 if target + eps <= 0 else math.inf))
+    return np.array(out, float)
+
+
+def expected_cost(q: float, n_have: int, draws: np.ndarray, costs: Costs) -> float:
+    """Labels bought now, plus, where q falls short, another round and the labels it still needs (an
+    optimistic second round that buys exactly the rest): LOC's trade in one line."""
+    short = draws > q
+    extra = np.where(short, costs.round + costs.label * (draws - q), 0.0)
+    return costs.label * (q - n_have) + float(extra.mean())
+
+
+def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measured_best: float | None = None,
+           ceiling_high: float | None = None, bad_shape: str | None = None) -> dict:
+    """The next step, from draws of rows needed (inf = never). measured_best: the best mean accuracy
+    measured: only a measured target says "enough" (a fit that says the rows held suffice while the
+    measurement says not gets a small next round, not a stop); ceiling_high: the upper end of the
+    fitted ceiling's interval, widened by the benchmark's farthest error (below the target: more
+    labels will not get there)."""
+    out = {"target": target, "have": int(n_have)}
+    if bad_shape:
+        return {**out, "action": "unknown", "why": f"not enough data to say: {bad_shape}"}
+    if measured_best is not None and measured_best >= target:
+        return {**out, "action": "enough", "why": f"{target:.0%} already measured ({measured_best:.3f})"}
+    if not len(draws):
+        return {**out, "action": "unknown", "why": "not enough data to say: no curve could be fitted"}
+    reach = float(np.mean(np.isfinite(draws)))
+    if ceiling_high is not None and ceiling_high < target:
+        return {**out, "action": "stop", "p_reachable": reach,
+                "why": f"unlikely to reach {target:.0%} with more labels: the fitted ceiling's interval ends at "
+                       f"{ceiling_high:.3f}"}
+    finite = draws[np.isfinite(draws)]
+    top = n_have * costs.max_ratio
+    grid = np.unique(np.round(np.geomspace(n_have * 1.05, top, 60)).astype(int))
+    if len(finite) == 0 or float(np.mean(finite <= top)) * reach < 0.1:
+        return {**out, "action": "stop", "p_reachable": reach,
+                "why": f"unlikely to reach {target:.0%}: under 10% of the curve's draws get there within "
+                       f"{costs.max_ratio:g}x the rows held ({int(top)})"}
+    cost = [expected_cost(q, n_have, finite, costs) for q in grid]
+    q = int(grid[int(np.argmin(cost))])
+    p = float(np.mean(draws <= q))
+    total = float(np.mean(np.where(finite > q, finite, q)))
+    lo, hi = (float(x) for x in np.percentile(finite, [5, 95]))
+    return {**out, "action": "label", "label_more": q - int(n_have), "total": q, "p_reached": p,
+            "p_reachable": reach, "expected_total": math.ceil(total),
+            "rows_needed_interval": [math.ceil(lo), math.ceil(hi) if hi < cm.BEYOND else None],
+            "why": f"label {q - int(n_have)} more rows ({q} in all), then rerun: {target:.0%} is then reached "
+                   f"with probability {p:.2f}; expected total {math.ceil(total)} rows"}
+
+
+def words(plan: dict, method_name: str) -> str:
+    """The plan in one line for the report's first screen."""
+    a, t = plan["action"], plan["target"]
+    if a == "enough":
+        return f"**Plan ({method_name}, {t:.0%})**: you have enough: {plan['why']}."
+    if a == "label":
+        rng = plan.get("rows_needed_interval") or [None, None]
+        span = f" (rows needed, 90%: {rng[0]}–{rng[1] or 'beyond'})"
+        return (f"**Plan ({method_name}, {t:.0%})**: label **{plan['label_more']}** more rows ({plan['total']} in "
+                f"all; `label_next.csv` ranks them), then rerun; probability the target is then reached: "
+                f"**{plan['p_reached']:.2f}**; expected total {plan['expected_total']} rows{span}.")
+    return f"**Plan ({method_name}, {t:.0%})**: {plan['why']}."

@@ -1,0 +1,188 @@
+"""How good is the labelling plan? `python -m fewshot plan-bench` follows it round by round on LCDB's
+real learning curves (the reporting half, as the curve benchmark reports) and on the study's own
+text curves, against two rules a person might use instead: double the rows each round, and
+Prodigy's train-curve rule of thumb (keep adding a third while the last quarter of the data still
+improved accuracy).
+
+Protocol (fixed before the run):
+- A curve starts with its sizes up to 8x its smallest (LCDB's sqrt(2) grid: 16 ... 128 rows for
+  most curves, as the demo's 16-128), every inner seed a point.
+- Its target is the mean accuracy it measured at the first size at least 4x past the start's largest
+  (so it is reachable on the curve); a curve whose start already meets it is left out.
+- A round: the rule says how many rows in all (q); the curve is then read at the first grid size
+  >= q (labels paid: that size; measured: its mean). The plan's own fit is the study's: pow3 on every
+  point, B bootstrap refits (inner seeds resampled, test accuracy redrawn binomially), the draws
+  widened by fewshot/curve_calibration.json. It stops when the measured mean reaches the target
+  (reached), when the rule says enough or stop (stopped short if the target was not measured), or
+  after MAX_ROUNDS rounds or at the curve's largest size.
+- Scored: reached (share), labels paid / the fewest grid size whose mean reaches the target (median,
+  90th percentile), rounds (median, share within 3), overshoot (labels past the fewest)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import curve_models as cm
+from .fileio import atomic_write_json, atomic_write_text
+from .plan import Costs, decide, rows_draws, widen_from
+
+START_SPAN = 8      # the start holds sizes up to 8x the smallest, as the demo's 16-128
+TARGET_AT = (2, 4, 8, 16)  # targets: what the curve measured 2x, 4x, 8x, 16x past the start (each a case)
+MAX_ROUNDS = 6
+RULES = ("plan", "double", "prodigy")
+CALIBRATION = Path(__file__).with_name("curve_calibration.json")
+
+
+def _pts(sizes, values, upto):
+    ns = [n for n, v in zip(sizes, values) if n <= upto for _ in v]
+    ys = [y for n, v in zip(sizes, values) if n <= upto for y in v]
+    return np.array(ns, float), np.array(ys, float)
+
+
+def setup(c: dict, far: int = 4):
+    """(start size, target, fewest size reaching it) of one curve with its target `far` times past the
+    start, or None when it does not qualify."""
+    sizes, means = c["sizes"], [float(np.mean(v)) for v in c["values"]]
+    start = max(n for n in sizes if n <= sizes[0] * START_SPAN)
+    at = next((i for i, n in enumerate(sizes) if n >= far * start), None)
+    if at is None:
+        return None
+    target = means[at]
+    if max(m for n, m in zip(sizes, means) if n <= start) >= target:
+        return None  # met already: nothing to plan
+    fewest = next(n for n, m in zip(sizes, means) if m >= target)
+    return start, target, fewest
+
+
+def _grid_at_least(sizes, q):
+    return next((n for n in sizes if n >= q), sizes[-1])
+
+
+def plan_rule(c, have, target, rng, cal, costs, n_boot):
+    """The study's plan on the points measured so far: ('label', q) | ('enough', None) | ('stop', None)."""
+    sizes, values = c["sizes"], c["values"]
+    ns, ys = _pts(sizes, values, have)
+    curve = cm.fit_curve(ns, ys, "pow3")
+    if curve is None:
+        return "stop", None
+    boots = []
+    for _ in range(n_boot):
+        bs, bv = [], []
+        for n, v in zip(sizes, values):
+            if n > have:
+                break
+            pick = v[rng.integers(0, len(v), len(v))]
+            bs.append(n)
+            bv.append(rng.binomial(c["n_test"], np.clip(pick, 0, 1)) / c["n_test"])
+        boots.append(cm.fit_curve(*_pts(bs, bv, have), "pow3", start=curve))
+    draws = rows_draws(boots, target, have, widen_from(cal), rng)
+    ceil = [q.ceiling for q in boots if q is not None]
+    hi = float(np.percentile(ceil, 95)) + widen_from(cal)(math.inf) if ceil else None
+    best = max(float(np.mean(v)) for n, v in zip(sizes, values) if n <= have)
+    d = decide(draws, have, target, costs, measured_best=best, ceiling_high=hi)
+    return (d["action"], d.get("total"))
+
+
+def follow(c: dict, rule: str, cal: dict, costs: Costs, n_boot: int, far: int = 4, seed: int = 0) -> dict | None:
+    s = setup(c, far)
+    if s is None:
+        return None
+    have, target, fewest = s
+    sizes = c["sizes"]
+    mean = {n: float(np.mean(v)) for n, v in zip(sizes, c["values"])}
+    rng = np.random.default_rng([seed, c["id"], zlib.crc32(c["learner"].encode())])
+    rounds, prev, why = 0, None, "rounds"
+    while rounds < MAX_ROUNDS:
+        if mean[have] >= target:
+            why = "reached"
+            break
+        if have >= sizes[-1]:
+            why = "end of curve"
+            break
+        if rule == "plan":
+            action, q = plan_rule(c, have, target, rng, cal, costs, n_boot)
+            if action != "label":
+                why = action
+                break
+        elif rule == "double":
+            q = 2 * have
+        else:  # prodigy: continue while the last quarter of the rows improved accuracy, adding a third
+            quarter = max((n for n in sizes if n <= 0.75 * have), default=sizes[0])
+            if prev is not None and mean[have] <= mean[quarter]:
+                why = "no gain"
+                break
+            prev, q = mean[have], have * 4 / 3
+        nxt = _grid_at_least(sizes, q)
+        if nxt <= have:
+            nxt = next((n for n in sizes if n > have), have)
+        have, rounds = nxt, rounds + 1
+    reached = mean[have] >= target
+    return {"id": c["id"], "learner": c["learner"], "rule": rule, "far": far, "target": target, "start": s[0], "fewest": fewest,
+            "used": have, "ratio": have / fewest, "rounds": rounds, "reached": bool(reached), "end": why}
+
+
+def _many(args):
+    curves, cal, costs, n_boot = args
+    return [r for c in curves for far in TARGET_AT for rule in RULES for r in [follow(c, rule, cal, costs, n_boot, far)]
+            if r]
+
+
+def summarise(recs: list[dict]) -> dict:
+    out = {}
+    for rule in RULES:
+        rs = [r for r in recs if r["rule"] == rule]
+        if not rs:
+            continue
+        ok = [r for r in rs if r["reached"]]
+        ratio = np.array([r["ratio"] for r in ok]) if ok else np.array([np.nan])
+        out[rule] = {"curves": len(rs), "reached": len(ok) / len(rs),
+                     "labels_over_fewest_median": float(np.median(ratio)),
+                     "labels_over_fewest_p90": float(np.percentile(ratio, 90)),
+                     "rounds_median": float(np.median([r["rounds"] for r in rs])),
+                     "within_3_rounds": float(np.mean([r["rounds"] <= 3 for r in rs])),
+                     "stopped_short": float(np.mean([not r["reached"] and r["end"] in ("enough", "stop", "no gain")
+                                                     for r in rs])),
+                     "overshoot_median": float(np.median([r["used"] - r["fewest"] for r in ok])) if ok else None}
+    return out
+
+
+def run(lcdb: str | None, max_curves: int | None, n_boot: int, out_dir: str, costs: Costs | None = None,
+        workers: int | None = None) -> int:
+    from .curve_bench import LCDB_SDIST, lcdb_curves, load_lcdb
+    costs = costs or Costs()
+    cal = json.loads(CALIBRATION.read_text())
+    t0 = time.time()
+    curves = [c for c in lcdb_curves(load_lcdb(Path(lcdb) if lcdb else LCDB_SDIST)) if c["half"] == "report"]
+    curves = [c for c in curves if setup(c, TARGET_AT[0])]
+    if max_curves and len(curves) > max_curves:
+        pick = np.random.default_rng(0).choice(len(curves), max_curves, replace=False)
+        curves = [curves[i] for i in sorted(pick)]
+    workers = workers or min(2, os.cpu_count() or 1)
+    chunks = [curves[i::workers * 8] for i in range(workers * 8)]
+    with ProcessPoolExecutor(workers) as ex:
+        recs = [r for part in ex.map(_many, [(ch, cal, costs, n_boot) for ch in chunks]) for r in part]
+    summ = summarise(recs)
+    res = {"what": "the labelling plan followed on LCDB's reporting half", "curves": len(curves), "bootstrap": n_boot,
+           "costs": costs.__dict__, "protocol": {"start_span": START_SPAN, "target_at": TARGET_AT,
+                                                  "max_rounds": MAX_ROUNDS},
+           "seconds": round(time.time() - t0, 1), "summary": summ, "runs": recs}
+    out = Path(out_dir)
+    atomic_write_json(out / "plan_bench.json", res)
+    lines = [f"# The labelling plan on LCDB ({len(curves)} curves of the reporting half, B={n_boot})", "",
+             "| rule | reached | labels / fewest, median | 90th pct. | rounds, median | within 3 rounds | stopped short |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for rule, s in summ.items():
+        lines.append(f"| {rule} | {s['reached']:.2f} | {s['labels_over_fewest_median']:.2f} | "
+                     f"{s['labels_over_fewest_p90']:.2f} | {s['rounds_median']:.0f} | {s['within_3_rounds']:.2f} | "
+                     f"{s['stopped_short']:.2f} |")
+    atomic_write_text(out / "plan_bench.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"[plan-bench] {out / 'plan_bench.json'} ({res['seconds']:.0f} s)")
+    return 0

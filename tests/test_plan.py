@@ -1,0 +1,119 @@
+"""The labelling plan's arithmetic on known curves, the shape check that withholds a number from an
+ill-behaved curve, and the saving a strategy is credited with."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fewshot import curve_models as cm
+from fewshot.curve import analyse, headline, shape, summary
+from fewshot.fileio import atomic_write_json
+from fewshot.plan import Costs, decide, expected_cost, rows_draws
+from test_curve import CAL, _write_runs
+
+KNOWN = cm.Curve("pow3", (("pow3", (0.9, 1.0, 0.5)),))  # 0.8 at exactly (1 / 0.1)^2 = 100 rows
+
+
+def test_rows_needed_of_the_known_curve():
+    assert cm.rows_needed(KNOWN, 0.8) == pytest.approx(100, rel=1e-6)
+
+
+def test_a_sure_curve_buys_exactly_what_it_needs():
+    """Every draw says 100 rows: falling short costs a round (100) plus the rest, so the plan buys the
+    first grid size at or past 100, reaches the target with probability 1, and expects that total."""
+    draws = rows_draws([KNOWN] * 50, 0.8, 32, lambda r: 0.0, np.random.default_rng(0))
+    assert np.allclose(draws, 100)
+    p = decide(draws, 32, 0.8, Costs(1.0, 100.0, 8.0))
+    assert p["action"] == "label" and 100 <= p["total"] <= 110 and p["label_more"] == p["total"] - 32
+    assert p["p_reached"] == 1.0 and p["expected_total"] == p["total"]
+
+
+def test_expected_cost_is_labels_now_plus_a_round_where_short():
+    draws = np.array([50.0, 150.0])
+    # q = 100: 68 labels now; half the draws short by 50: (100 + 50) / 2 = 75
+    assert expected_cost(100, 32, draws, Costs(1.0, 100.0)) == pytest.approx(68 + 75)
+
+
+def test_a_dear_round_buys_more_at_once_than_a_cheap_one():
+    draws = np.linspace(80, 240, 200)
+    cheap = decide(draws, 32, 0.8, Costs(1.0, 0.0, 8.0))
+    dear = decide(draws, 32, 0.8, Costs(1.0, 1000.0, 8.0))
+    assert dear["total"] > cheap["total"] and dear["p_reached"] >= 0.95 > cheap["p_reached"]
+
+
+def test_enough_stop_and_unknown():
+    draws = np.full(50, 100.0)
+    fit_only = decide(draws, 128, 0.8, Costs())  # the fit says 128 suffice, no measurement says so: a small round
+    assert fit_only["action"] == "label" and fit_only["total"] <= 1.1 * 128
+    assert decide(draws, 32, 0.8, Costs(), measured_best=0.81)["action"] == "enough"
+    stop = decide(draws, 32, 0.8, Costs(), ceiling_high=0.76)
+    assert stop["action"] == "stop" and "unlikely to reach 80%" in stop["why"]
+    far = decide(np.full(50, 10_000.0), 32, 0.8, Costs(max_ratio=8))
+    assert far["action"] == "stop" and "within 8x" in far["why"]
+    odd = decide(draws, 32, 0.8, Costs(), bad_shape="accuracy dips")
+    assert odd["action"] == "unknown" and odd["why"].startswith("not enough data to say")
+
+
+def test_the_benchmark_error_widens_the_draws_past_the_data():
+    tight = rows_draws([KNOWN] * 400, 0.8, 32, lambda r: 0.0, np.random.default_rng(1))
+    wide = rows_draws([KNOWN] * 400, 0.8, 32, lambda r: 0.04 if r > 1 else 0.0, np.random.default_rng(1))
+    assert np.ptp(tight) == 0 and np.percentile(wide, 95) > 1.5 * np.percentile(wide, 5)
+
+
+def test_a_dipping_curve_gets_no_number(tmp_path):
+    """Measured 0.60, 0.45, 0.70, 0.75 on 3000 rows: the dip at 32 is far past test-row noise, so
+    no power law is extrapolated through it: no rows-needed figure and no plan number."""
+    dip = {16: 0.60, 32: 0.45, 64: 0.70, 128: 0.75}
+    assert shape(list(dip), list(dip.values()), 3000)["kind"] == "dips"
+    assert shape([16, 32, 64], [0.60, 0.59, 0.70], 200) is None  # within noise on 200 rows
+    rng = np.random.default_rng(0)
+    gold = np.arange(3000) % 4
+    for n, acc in dip.items():
+        right = rng.random(3000) < acc
+        pred = np.where(right, gold, (gold + 1) % 4)
+        name = f"llm_lora_{n}"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions.jsonl").write_text("".join(
+            json.dumps({"i": i, "pred": "abcd"[p], "label": "abcd"[g]}) + "\n" for i, (p, g) in enumerate(zip(pred, gold))))
+        atomic_write_json(tmp_path / f"{name}.json", {"name": name, "method": "llm_lora", "train_rows": n, "seed": 0,
+                                                      "n_eval": 3000, "split": "test",
+                                                      "metrics": {"labels": list("abcd"), "accuracy": float(right.mean())}})
+
+    class P:
+        method, target, cost_per_label, cost_per_round, max_ratio = "llm_lora", 0.8, 1.0, 100.0, 8.0
+    res = analyse(tmp_path, [0.8], n_boot=10, calibration=CAL, plan_cfg=P)
+    r = next(x for x in res["labels_needed"] if x["metric"] == "accuracy")
+    assert not r["enough_data"] and r["shape"]["kind"] == "dips"
+    assert "accuracy dips from 0.6" in headline(res) and "not enough data to say" in headline(res)
+    assert res["plan"]["action"] == "unknown" and "not enough data to say" in summary(res)
+
+
+def _with_selection(objs, method, sel):
+    for p in objs.glob(f"{method}_*_s*.json"):
+        r = json.loads(p.read_text())
+        new = r["name"].replace(f"{method}_", f"{method}_sel{sel}_")
+        (objs / r["name"]).rename(objs / new)
+        p.unlink()
+        atomic_write_json(objs / f"{new}.json", {**r, "name": new, "selection": sel})
+
+
+def test_a_strategy_that_reaches_the_target_sooner_is_credited_with_its_saving(tmp_path):
+    """Random rows follow 0.85 - 1.2 n^-0.6 (0.75 at ~63 rows); typical rows the same curve at twice the
+    rows (0.75 at ~31): half the labels saved, an interval above 0, and the plan uses the better order."""
+    sizes = [16, 32, 64, 128]
+    _write_runs(tmp_path, "tfidf", [2 * n for n in sizes], seed=1)
+    _with_selection(tmp_path, "tfidf", "typical")
+    for p in tmp_path.glob("tfidf_sel*.json"):  # shown n rows, measured as 2n random ones
+        r = json.loads(p.read_text())
+        atomic_write_json(p, {**r, "train_rows": r["train_rows"] // 2})
+    _write_runs(tmp_path, "tfidf", sizes, seed=2)
+
+    class P:
+        method, target, cost_per_label, cost_per_round, max_ratio = "tfidf", 0.75, 1.0, 100.0, 8.0
+    res = analyse(tmp_path, [0.75], n_boot=40, calibration=CAL, plan_cfg=P)
+    sv = next(x for x in res["savings"] if x["target"] == 0.75)
+    assert sv["status"] == "saves" and 0.35 < sv["saving"] < 0.65 and sv["low"] > 0
+    assert res["best_selection"]["tfidf"] == "typical" and res["plan"]["selection"] == "typical"
+    assert "Choosing rows (typical) for TF-IDF + LogReg, 75%: saves" in summary(res)
+    assert math.isfinite(sv["rows_random"]) and sv["rows_chosen"] < sv["rows_random"]
