@@ -56,10 +56,12 @@ def rows_draws(boots, target: float, n_have: int, widen, rng: np.random.Generato
 
 
 def expected_cost(q: float, n_have: int, draws: np.ndarray, costs: Costs) -> float:
-    """Labels bought now, plus, where q falls short, another round and the labels it still needs (an
-    optimistic second round that buys exactly the rest): LOC's trade in one line."""
+    """Labels bought now, plus, where q falls short of a draw N, the rounds still needed to get there
+    (each buys at most max_ratio times the rows held: ceil(log(N/q) / log(max_ratio)) of them) and the
+    labels they buy, exactly N - q (optimistic: later rounds are assumed to know N). LOC's trade."""
     short = draws > q
-    extra = np.where(short, costs.round + costs.label * (draws - q), 0.0)
+    rounds = np.ceil(np.log(np.maximum(draws, q) / q) / math.log(costs.max_ratio) - 1e-9)
+    extra = np.where(short, costs.round * rounds + costs.label * (draws - q), 0.0)
     return costs.label * (q - n_have) + float(extra.mean())
 
 
@@ -78,19 +80,16 @@ def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measu
     if not len(draws):
         return {**out, "action": "unknown", "why": "not enough data to say: no curve could be fitted"}
     reach = float(np.mean(np.isfinite(draws)))
-    if ceiling_high is not None and ceiling_high < target:
+    if reach < 0.1:
+        ceil = f" (the fitted ceiling's interval ends at {ceiling_high:.3f})" if ceiling_high is not None else ""
         return {**out, "action": "stop", "p_reachable": reach,
-                "why": f"unlikely to reach {target:.0%} with more labels: the fitted ceiling's interval ends at "
-                       f"{ceiling_high:.3f}"}
+                "why": f"unlikely to reach {target:.0%} with more labels: {reach:.0%} of the curve's draws, the "
+                       f"benchmark's error included, ever get there{ceil}"}
     finite = draws[np.isfinite(draws)]
     top = n_have * costs.max_ratio
     grid = np.unique(np.round(np.geomspace(n_have * 1.05, top, 60)).astype(int))
-    if len(finite) == 0 or float(np.mean(finite <= top)) * reach < 0.1:
-        return {**out, "action": "stop", "p_reachable": reach,
-                "why": f"unlikely to reach {target:.0%}: under 10% of the curve's draws get there within "
-                       f"{costs.max_ratio:g}x the rows held ({int(top)})"}
     cost = [expected_cost(q, n_have, finite, costs) for q in grid]
-    q = int(grid[int(np.argmin(cost))])
+    q = int(grid[int(np.argmin(cost))])  # past the top, the round buys the top and the next round goes on
     p = float(np.mean(draws <= q))
     total = float(np.mean(np.where(finite > q, finite, q)))
     lo, hi = (float(x) for x in np.percentile(finite, [5, 95]))

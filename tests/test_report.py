@@ -14,7 +14,7 @@ from fewshot.report import render
 LABELS = ["alpha", "beta", "gamma"]
 
 
-def _make_run(cfg, name, size, acc, seed=0, invalid=0):
+def _make_run(cfg, name, size, acc, seed=0, invalid=0, selection="random"):
     rng = random.Random(f"{name}{seed}")
     rows = [{"instruction": "i", "input": "x", "output": LABELS[i % 3]} for i in range(60)]
     pred_path = Path(cfg.eval.out_dir) / name / "predictions.jsonl"
@@ -26,7 +26,7 @@ def _make_run(cfg, name, size, acc, seed=0, invalid=0):
             raw = pred
         append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": r["output"]})
     run = Run(name, size, seed if size else None, Path("x") if size else None, "h",
-              kind="lora" if size else "zero_shot")
+              kind="lora" if size else "zero_shot", selection=selection)
     finish(cfg, run, rows, LABELS, "h", "merged", "sha", name, {"scored": 60}, 1.0)
 
 
@@ -132,3 +132,28 @@ def test_tables_after_the_headline_are_for_a_person():
     bt = backtest_table(res)
     assert bt.to_dict("records") == [{"method": "Encoder fine-tune", "held out": "128 rows", "predicted": "0.801",
                                       "measured": "0.802", "error": "-0.001", "measured inside the interval": "yes"}]
+
+
+def test_report_opens_with_the_plan_and_draws_chosen_rows(write_config):
+    """With typical rows beside random ones: the first screen holds the plan before the per-method rows
+    needed, selection_curves.png draws both orders, and label_plan.json / label_next.csv are written,
+    the next rows taken from train rows no subset used."""
+    from fewshot.data import build
+    cfg = load_config(write_config({"eval.bootstrap": 50, "data.sizes": [10, 20, 40], "report.curve_bootstrap": 30,
+                                    "data.selection": ["random", "typical"], "plan.target": 0.9}))
+    man = build(cfg)
+    for n, a, b in ((10, 0.45, 0.55), (20, 0.6, 0.7), (40, 0.7, 0.8)):
+        _make_run(cfg, f"llm_train_{n}", n, a)
+        _make_run(cfg, f"llm_train_{n}_typical", n, b, selection="typical")
+    assert render(cfg) == 0
+    out = Path(cfg.report.out_dir)
+    assert (out / "selection_curves.png").stat().st_size > 10_000
+    plan = json.loads((out / "label_plan.json").read_text())
+    assert plan["method"] == "llm_lora" and plan["target"] == 0.9 and plan["action"] in ("label", "stop", "unknown")
+    lines = (out / "label_next.csv").read_text().splitlines()
+    assert lines[0] == "rank,train row,text,strategy" and len(lines) > 1
+    used = set(man["selection"][plan["selection"]]["orders"]["0"][:40])
+    assert all(int(line.split(",")[1]) - 1 not in used for line in lines[1:])
+    html = (out / "report.html").read_text()
+    assert "Traceback" not in html
+    assert html.index("Plan (LLM + LoRA") < html.index("Rows needed per method")
