@@ -174,7 +174,7 @@ class PlanConfig:
     method: str = "llm_lora"          # llm_lora | tfidf | encoder | setfit
     target: float = 0.8               # accuracy to reach
     cost_per_label: float = 1.0
-    cost_per_round: float = 100.0     # one more round (set-up, training, a day's wait), in the same units
+    cost_per_round: float = 500.0     # one more round (set-up, retraining, the wait), in label units (chosen on LCDB: docs/selection.md)
     max_ratio: float = 8.0            # one round buys at most this many times the rows measured
     pool: Optional[str] = None        # unlabelled rows to rank (data's format); None = the train rows not used
 

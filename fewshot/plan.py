@@ -24,7 +24,7 @@ Z90 = 1.6449  # a normal's 90% half-width in standard deviations
 @dataclass(frozen=True)
 class Costs:
     label: float = 1.0        # one labelled row
-    round: float = 100.0      # one more round: set-up, training, the wait
+    round: float = 500.0      # one more round: set-up, retraining, the wait (plan.cost_per_round)
     max_ratio: float = 8.0    # one round buys at most this many times the rows held
 
 
