@@ -83,7 +83,7 @@ def test_runs_per_gpu_shares_each_card_between_runs(write_config, monkeypatch):
 
 def test_shards_partition_the_train_and_eval_runs(write_config):
     cfg = load_config(write_config({"data.sizes": [10, 20, 30], "data.seeds": [0, 1], "eval.icl": True}))
-    for names in ([n for n, _, _ in run_names(cfg)], eval_names(cfg)):
+    for names in ([r[0] for r in run_names(cfg)], eval_names(cfg)):
         parts = [shard_of(names, f"{i}/3") for i in range(3)]
         assert sorted(sum(parts, [])) == sorted(names)                       # every run in some shard
         assert sum(len(p) for p in parts) == len(names)                      # and in one only

@@ -64,13 +64,7 @@ def order(strategy: str, *, n_rows: int, sizes: list[int], seed: int, oracle: La
     sizes = sorted(sizes)
     length = max(length or 0, sizes[-1])
     if strategy == "random":
-        if len(start):
-            import random as _r
-            held = set(start)
-            rest = [i for i in range(n_rows) if i not in held]
-            _r.Random(seed).shuffle(rest)
-            return list(start) + rest
-        return random_order.order(oracle, n_rows, seed, stratify)
+        return random_order.order(oracle, n_rows, seed, stratify, start)
     if strategy == "typical":
         return typical.order(embed(), sizes, seed, length, start)
     if strategy == "uncertain":

@@ -28,7 +28,13 @@ def prefix_order(labels: list[str], seed: int, stratify: bool) -> list[int]:
     return [i for _, i in keyed]
 
 
-def order(oracle, n_rows: int, seed: int, stratify: bool) -> list[int]:
-    """Stratified: reads every label (said in the manifest); plain: reads none."""
+def order(oracle, n_rows: int, seed: int, stratify: bool, start: list[int] = ()) -> list[int]:
+    """Stratified: reads every label (said in the manifest); plain: reads none. With `start` (rows
+    already labelled), those first and the rest in a seeded shuffle, reading no label."""
+    if len(start):
+        held = set(start)
+        rest = [i for i in range(n_rows) if i not in held]
+        random.Random(seed).shuffle(rest)
+        return list(start) + rest
     labels = oracle.all_labels() if stratify else [""] * n_rows
     return prefix_order(labels, seed, stratify)
