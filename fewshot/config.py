@@ -45,6 +45,17 @@ class DataConfig:
     # seeds of the chosen subsets (each its own order: selection noise in the intervals); None = each
     # method's own seeds (data.seeds for the LLM, baselines.seeds for the baselines)
     selection_seeds: Optional[list[int]] = None
+    # Reading local files: None = UTF-8 and ',' (a file that is neither fails naming the likely ones)
+    encoding: Optional[str] = None
+    delimiter: Optional[str] = None
+    # The audit (fewshot/audit.py, data/audit.json): full = exact and near duplicates (frozen encoder
+    # embeddings) and likely label errors (cleanlab); quick = exact duplicates and the warnings only
+    audit: str = "full"
+    near_duplicate_cosine: float = 0.95
+    # Duplicate groups (exact, and near at or above the cosine): group = made splits keep each group whole,
+    # and given splits that share one fail naming the rows; drop = as group, and a group shared by given
+    # splits keeps only its rows in the earliest (train, then valid); keep = as they come (counted)
+    duplicates: str = "group"
     out_dir: str = "data"
 
 
@@ -394,6 +405,14 @@ def _validate(cfg: Config, where: str) -> None:
                               f"{', '.join(SELECTION_METHODS)})")
     if d.selection_seeds is not None and (not d.selection_seeds or len(set(d.selection_seeds)) != len(d.selection_seeds)):
         raise ConfigError(f"{where}: 'data.selection_seeds' must be null or a non-empty list of distinct seeds")
+    if d.audit not in ("full", "quick"):
+        raise ConfigError(f"{where}: 'data.audit' must be full or quick, got {d.audit!r}")
+    if d.duplicates not in ("group", "drop", "keep"):
+        raise ConfigError(f"{where}: 'data.duplicates' must be group, drop or keep, got {d.duplicates!r}")
+    if not 0 < d.near_duplicate_cosine <= 1:
+        raise ConfigError(f"{where}: 'data.near_duplicate_cosine' must be in (0, 1], got {d.near_duplicate_cosine}")
+    if d.delimiter is not None and len(d.delimiter) != 1:
+        raise ConfigError(f"{where}: 'data.delimiter' must be one character (',', ';', '\\t', '|'), got {d.delimiter!r}")
     p = cfg.plan
     if p.method not in ("llm_lora", "tfidf", "encoder", "setfit"):
         raise ConfigError(f"{where}: 'plan.method' must be llm_lora, tfidf, encoder or setfit, got {p.method!r}")

@@ -9,13 +9,16 @@ from pathlib import Path
 from . import synthetic_data
 from .config import Config, DataConfig
 from .errors import DataError
+from .audit import EXAMPLES, duplicate_groups, report as audit_report, summary_line
+from .file_checks import check_csv, check_encoding
 from .fileio import atomic_write_json, atomic_write_text, dumps_json, sha256_file
 from .models import check_model_path
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
 from .runs import RANDOM, eval_file_name, subset_seeds, train_file_name
 from .selection import LabelOracle, order as selection_order
 from .selection.random_order import prefix_order
-from .manifest import TRAIN_ROWS
+from .manifest import AUDIT, TRAIN_ROWS
+from .tokens import control_strings, neutralize
 
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "test": "test"}
@@ -49,15 +52,21 @@ def _local_files(source: str) -> dict[str, Path]:
     return found
 
 
-def _load_local(source: str) -> dict:
+def _load_local(cfg: DataConfig) -> dict:
     import datasets
     out = {}
-    for split, f in _local_files(source).items():
+    for split, f in _local_files(cfg.source).items():
+        kind, opts = LOCAL_FORMATS[f.suffix.lower()], {}
+        if kind != "parquet":  # text formats: the encoding, and for CSV the separator, checked first
+            opts["encoding"] = check_encoding(f, cfg.encoding)
+        if kind == "csv":
+            check_csv(f, opts["encoding"], cfg.delimiter, [cfg.text_field, cfg.label_field])
+            opts["sep"] = cfg.delimiter or ","
         try:
-            ds = datasets.load_dataset(LOCAL_FORMATS[f.suffix.lower()], data_files=str(f), split="train")
+            ds = datasets.load_dataset(kind, data_files=str(f), split="train", **opts)
         except Exception as e:  # datasets raises many types for unreadable files
-            raise DataError(f"{f}: cannot read as {LOCAL_FORMATS[f.suffix.lower()]}: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            raise DataError(f"{f}: cannot read as {kind} ({', '.join(f'{k} {v!r}' for k, v in opts.items()) or 'defaults'}): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         out[split] = (ds, str(f))
     return out
 
@@ -116,7 +125,7 @@ def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, str],
         from .corpus import debian_sections as deb
         splits = {k: [{"text": r["text"], "label": r["label"]} for r in v] for k, v in deb.load().items()}
         return splits, {k: f"debian[{k}]" for k in splits}, list(deb.SECTIONS)
-    raw = _load_local(cfg.source) if _is_local(cfg.source) else _load_hub(cfg)
+    raw = _load_local(cfg) if _is_local(cfg.source) else _load_hub(cfg)
     splits, origin, declared = {}, {}, None
     for split, (ds, where) in raw.items():
         splits[split], d = _rows(ds, where, cfg)
@@ -128,8 +137,10 @@ def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, str],
 
 # ---------------------------------------------------------------- sampling
 
-def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: str) -> dict[str, list[dict]]:
-    """Carve valid/test out of train, seeded and stratified, where the source lacks them."""
+def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: str,
+                        groups: list[int] | None = None) -> dict[str, list[dict]]:
+    """Carve valid/test out of train, seeded and stratified, where the source lacks them. With `groups`
+    (a duplicate-group id per train row), a group goes whole to the split its first row lands in."""
     missing = [s for s in ("valid", "test") if s not in splits]
     if not missing:
         return splits
@@ -142,15 +153,105 @@ def make_missing_splits(splits: dict[str, list[dict]], cfg: DataConfig, where: s
                                 f"{'/'.join(missing)} split(s) (needs {need}); add rows or set data.stratify=false")
     order = prefix_order([r["label"] for r in train], cfg.split_seed + 7919, cfg.stratify)
     out = dict(splits)
-    start = 0
+    # stride through the stratified order so each made split is itself stratified
+    want = {s: max(1, round((cfg.valid_fraction if s == "valid" else cfg.test_fraction) * len(train))) for s in missing}
+    groups = groups if groups is not None else list(range(len(train)))
+    taken: dict[str, list[int]] = {s: [] for s in [*missing, "train"]}
+    home: dict[int, str] = {}
+    size = Counter(groups)
+    cur = 0
+    for i in order:
+        if groups[i] not in home:  # a group larger than what the split still takes stays in train
+            fits = cur < len(missing) and size[groups[i]] <= want[missing[cur]] - len(taken[missing[cur]])
+            home[groups[i]] = missing[cur] if fits else "train"
+        taken[home[groups[i]]].append(i)
+        while cur < len(missing) and len(taken[missing[cur]]) >= want[missing[cur]]:
+            cur += 1
     for s in missing:
-        frac = cfg.valid_fraction if s == "valid" else cfg.test_fraction
-        # stride through the stratified order so each made split is itself stratified
-        k = max(1, round(frac * len(train)))
-        out[s] = [train[i] for i in order[start:start + k]]
-        start += k
-    out["train"] = [train[i] for i in order[start:]]
+        if not taken[s]:
+            raise DataError(f"{where}: no {s} rows left once duplicate groups are kept whole (the largest group has "
+                            f"{max(size.values())} of {len(train)} rows); check the data for templated text, or set "
+                            f"data.duplicates: keep")
+    for s, idx in taken.items():
+        out[s] = [train[i] for i in idx]
     return out
+
+
+# ---------------------------------------------------------------- documents are data; duplicates
+
+def _tokenizer(cfg: Config):
+    from .tokens import tokenizer
+    check_model_path(cfg)
+    return tokenizer(cfg.model.name_or_path)
+
+
+def _neutralize(splits: dict[str, list[dict]], controls: list[str]) -> dict:
+    """Control strings inside documents made plain text, in place (tokens.neutralize); what was changed."""
+    changed: dict[str, list[str]] = {}
+    for split, rows in splits.items():
+        for r in rows:
+            text = neutralize(r["text"], controls)
+            if text != r["text"]:
+                r["text"] = text
+                changed.setdefault(split, []).append(r["_src"])
+    return {"documents": sum(len(v) for v in changed.values()), "by_split": {k: len(v) for k, v in changed.items()},
+            "examples": [x for v in changed.values() for x in v][:EXAMPLES], "tokens": controls}
+
+
+def _dedupe(cfg: Config, splits: dict[str, list[dict]], origin: dict[str, str]):
+    """Duplicate groups over every row (exact; near with the full audit), then data.duplicates: group
+    (made splits keep groups whole; given splits sharing a group fail naming the rows), drop (made
+    splits as group; given splits lose a shared group's rows after its earliest split of train, valid,
+    test) or keep. Returns (splits, embeddings per split or None, findings)."""
+    d = cfg.data
+    given = [s for s in ("train", "valid", "test") if s in splits]
+    rows = [r for s in given for r in splits[s]]
+    split_of = [s for s in given for _ in splits[s]]
+    emb_all = None
+    if d.audit == "full":  # one cached embedding per given split: the selection step reads the same vectors
+        import numpy as np
+        from .embeddings import embed
+        emb_all = np.vstack([embed(cfg, [r["text"] for r in splits[s]]) for s in given])
+    gid, found = duplicate_groups([r["text"] for r in rows], emb_all, d.near_duplicate_cosine)
+    for i, r in enumerate(rows):
+        r["_g"], r["_e"] = gid[i], i
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(gid):
+        members.setdefault(g, []).append(i)
+    multi = {g: m for g, m in members.items() if len(m) > 1}
+    across = {g: m for g, m in multi.items() if len({split_of[i] for i in m}) > 1}
+    dropped = []
+    def shown(m):  # one member per split: the rows that make the group straddle
+        return " = ".join(rows[next(i for i in m if split_of[i] == s)]["_src"] for s in given if s in {split_of[i] for i in m})
+    if across and d.duplicates == "group":
+        ex = "; ".join(shown(m) for m in list(across.values())[:EXAMPLES])
+        raise DataError(f"{len(across)} duplicate group(s) (exact, or cosine >= {d.near_duplicate_cosine}) "
+                        f"straddle the given splits, so test rows are also train rows: {ex}; set data.duplicates: "
+                        f"drop (keeps the train copy) or keep (counts them in data/audit.json)")
+    if d.duplicates == "drop":  # a straddling group keeps its rows in the earliest split (train, valid, test)
+        first = {g: min(given.index(split_of[i]) for i in m) for g, m in across.items()}
+        gone = {i for g, m in across.items() for i in m if given.index(split_of[i]) > first[g]}
+        dropped = [rows[i]["_src"] for i in sorted(gone)]
+        splits = {s: [r for r in splits[s] if r["_e"] not in gone] for s in given}
+    made = [s for s in ("valid", "test") if s not in splits]
+    splits = make_missing_splits(splits, d, origin["train"],
+                                 [r["_g"] for r in splits["train"]] if d.duplicates != "keep" else None)
+    final = {r["_e"]: s for s, rs in splits.items() for r in rs}
+    straddle = sum(1 for m in multi.values() if len({final[i] for i in m if i in final}) > 1)
+    for m in multi.values():  # rows outside train with a duplicate in train: what would inflate scores
+        if any(final.get(i) == "train" for i in m):
+            for i in m:
+                rows[i]["_x"] = final.get(i) not in (None, "train")
+    exact_rows = {i for pair in found["exact_pairs"] for i in pair}
+    near_rows = {i for pair in found["near_pairs"] for i in pair[:2]} - exact_rows
+    dups = {"exact_rows": len(exact_rows), "near_rows": len(near_rows), "groups": len(multi),
+            "near_duplicate_cosine": d.near_duplicate_cosine if emb_all is not None else None,
+            "action": d.duplicates, "grouped": len(multi) if d.duplicates != "keep" and made else 0,
+            "dropped": len(dropped), "dropped_rows": dropped[:EXAMPLES], "straddling_groups": straddle,
+            "examples": [shown(m).split(" = ") for m in (list(across.values()) + list(multi.values()))[:EXAMPLES]],
+            "near_examples": [[rows[i]["_src"], rows[j]["_src"], c] for i, j, c in found["near_pairs"][:EXAMPLES]]}
+    emb = None if emb_all is None else {s: emb_all[[r["_e"] for r in splits[s]]] for s in splits}
+    return splits, emb, dups
 
 
 # ---------------------------------------------------------------- writing
@@ -164,10 +265,10 @@ READS = {"random": "every train label (to stratify)", "typical": "no label",
          "uncertain": "the labels of the rows it bought, nothing else"}
 
 
-def select(cfg: Config, train: list[dict]) -> tuple[dict[tuple[str, int], list[int]], dict]:
+def select(cfg: Config, train: list[dict], train_emb=None) -> tuple[dict[tuple[str, int], list[int]], dict]:
     """(selection, seed) -> order of train rows (prefixes are the subsets), and what each read."""
     d = cfg.data
-    emb = {}
+    emb = {} if train_emb is None else {"x": train_emb}
 
     def embed():
         if "x" not in emb:
@@ -191,21 +292,36 @@ def select(cfg: Config, train: list[dict]) -> tuple[dict[tuple[str, int], list[i
     return orders, record
 
 
+def _check_labels(splits: dict[str, list[dict]], origin: dict[str, str], labels: list[str]) -> list[str]:
+    """Every label declared and seen in train; returns the declared labels that train holds."""
+    for lab in sorted({r["label"] for r in splits["train"]} - set(labels)):
+        raise DataError(f"{origin['train']}: label '{lab}' is not among the declared label names {labels}")
+    train_labels = {r["label"] for r in splits["train"]}
+    for split in ("valid", "test"):
+        for r in splits.get(split, []):
+            if r["label"] not in train_labels:
+                raise DataError(f"{r['_src']}: label '{r['label']}' in the {split} split does not occur in the "
+                                f"train split")
+    return [lab for lab in labels if lab in train_labels]
+
+
 def build(cfg: Config) -> dict:
     """Run the data step; returns the manifest. Everything is checked before anything is written."""
     d = cfg.data
     splits, origin, labels = load_splits(d)
-    splits = make_missing_splits(splits, d, origin["train"])
-    known = set(labels)
-    for lab in sorted({r["label"] for r in splits["train"]} - known):
-        raise DataError(f"{origin['train']}: label '{lab}' is not among the declared label names {labels}")
-    train_labels = {r["label"] for r in splits["train"]}
-    labels = [lab for lab in labels if lab in train_labels]
-    for split in ("valid", "test"):
-        for i, r in enumerate(splits[split]):
-            if r["label"] not in train_labels:
-                raise DataError(f"{origin.get(split, origin['train'])}: row {i + 1}: label '{r['label']}' in the "
-                                f"{split} split does not occur in the train split")
+    tok = _tokenizer(cfg)
+    controls = control_strings(tok)
+    for lab in labels:
+        if any(c in lab for c in controls):
+            raise DataError(f"{origin['train']}: label {lab!r} holds the model's control token "
+                            f"{next(c for c in controls if c in lab)!r}; rename the label")
+    for split, rows in splits.items():
+        for i, r in enumerate(rows):
+            r["_src"] = f"{origin[split]}: row {i + 1}"
+    control_found = _neutralize(splits, controls)
+    _check_labels(splits, origin, labels)  # the source's own splits, before duplicates move rows
+    splits, emb, dups = _dedupe(cfg, splits, origin)
+    labels = _check_labels(splits, origin, labels)
     n_train = len(splits["train"])
     for n in d.sizes:
         if n > n_train:
@@ -215,21 +331,29 @@ def build(cfg: Config) -> dict:
     instruction = build_instruction(labels)
     files: dict[str, list[dict]] = {}
     meta: dict[str, dict] = {}
-    orders, selection = select(cfg, splits["train"])
+    orders, selection = select(cfg, splits["train"], None if emb is None else emb["train"])
     for (sel, seed), order in orders.items():
         for n in sorted(d.sizes):
             name = train_file_name(n, seed, d, sel)
-            files[name] = [alpaca_row(instruction, **splits["train"][i]) for i in order[:n]]
+            files[name] = [alpaca_row(instruction, splits["train"][i]["text"], splits["train"][i]["label"])
+                           for i in order[:n]]
             meta[name] = {"kind": "train", "size": n, "seed": seed, "selection": sel}
+    scored: dict[str, list[int]] = {}
     for split in ("valid", "test"):
         rows = splits[split]
+        scored[split] = list(range(len(rows)))
         if d.eval_size is not None and d.eval_size < len(rows):
             order = prefix_order([r["label"] for r in rows], d.split_seed, d.stratify)
-            rows = [rows[i] for i in sorted(order[:d.eval_size])]
-        files[eval_file_name(split)] = [alpaca_row(instruction, **r) for r in rows]
-        meta[eval_file_name(split)] = {"kind": split, "size": len(rows), "of": len(splits[split])}
+            scored[split] = sorted(order[:d.eval_size])
+        files[eval_file_name(split)] = [alpaca_row(instruction, rows[i]["text"], rows[i]["label"]) for i in scored[split]]
+        meta[eval_file_name(split)] = {"kind": split, "size": len(scored[split]), "of": len(rows)}
 
-    token_stats = measure_tokens(cfg, files)
+    # scored rows (0-based, as in the predictions) that have a duplicate in train
+    dups["scored_with_train_duplicate"] = {split: [k for k, i in enumerate(scored[split]) if splits[split][i].get("_x")]
+                                           for split in ("valid", "test")}
+    token_stats = measure_tokens(cfg, files, tok)
+    report = audit_report(cfg, splits, labels, emb, dups, control_found, scored,
+                          {n: [r["output"] for r in rows] for n, rows in files.items() if meta[n]["kind"] == "train"})
     out = Path(d.out_dir)
     dataset_info = {}
     for name, rows in files.items():
@@ -241,7 +365,11 @@ def build(cfg: Config) -> dict:
         meta[name]["tokens"] = token_stats[name]
     atomic_write_json(out / "dataset_info.json", dataset_info)
     # the whole train split, in row order: the labelling plan ranks the rows not yet used from it
-    atomic_write_text(out / TRAIN_ROWS, dumps_json(splits["train"]))
+    atomic_write_text(out / TRAIN_ROWS, dumps_json([{"text": r["text"], "label": r["label"]} for r in splits["train"]]))
+    atomic_write_json(out / AUDIT, report)
+    for w in report["warnings"]:
+        print(f"data: warning: {w}")
+    print(f"data: audit: {summary_line(report)} ({out / AUDIT})")
     manifest = {
         "source": d.source,
         "hub_config": d.hub_config,
@@ -257,20 +385,20 @@ def build(cfg: Config) -> dict:
         "selection": {sel: {**rec, "orders": {str(s): orders[(sel, s)][:max(d.sizes)] for s in rec["seeds"]}}
                       for sel, rec in selection.items()},
         "files": meta,
+        "duplicates": {k: report["duplicates"][k] for k in ("action", "grouped", "dropped", "straddling_groups")},
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 
 
-def measure_tokens(cfg: Config, files: dict[str, list[dict]]) -> dict[str, dict]:
+def measure_tokens(cfg: Config, files: dict[str, list[dict]], tok=None) -> dict[str, dict]:
     """Count every written row's tokens (system + user + answer, the model's chat template) and
     enforce train.cutoff_len on all of them, so no row is cut in silence by LLaMA-Factory (training)
     and seen whole by the server (scoring). With data.max_tokens, documents are cut instead, in the
     rows themselves, so training, scoring and the baselines all read the same cut text."""
     from .prompt import build_input, chat_messages, strip_input
-    from .tokens import answer_len, prompt_len, stats, tokenizer, truncate_text
-    check_model_path(cfg)
-    tok = tokenizer(cfg.model.name_or_path)
+    from .tokens import answer_len, prompt_len, stats, truncate_text
+    tok = tok or _tokenizer(cfg)
     limit = cfg.data.max_tokens or cfg.train.cutoff_len
     cache: dict[tuple, tuple[int, int, str]] = {}  # (input, output) -> (prompt, answer, cut input)
 

@@ -8,6 +8,7 @@ from .errors import DataError
 from .fileio import read_json
 
 TRAIN_ROWS = "train_rows.json"  # the whole train split in row order (the labelling plan's default pool)
+AUDIT = "audit.json"  # the data audit (fewshot/audit.py): duplicates, likely label errors, warnings
 
 
 def load_manifest(cfg) -> dict:

@@ -49,3 +49,25 @@ def stats(lengths: list[int]) -> dict:
     s = sorted(lengths)
     q = lambda f: s[min(len(s) - 1, int(f * (len(s) - 1) + 0.5))]
     return {"min": s[0], "median": q(0.5), "p95": q(0.95), "max": s[-1], "mean": round(sum(s) / len(s), 1)}
+
+
+def control_strings(tok) -> list[str]:
+    """Every string the tokenizer turns into one added (control) token id, longest first: `<|im_end|>`,
+    `<|im_start|>`, `<|endoftext|>`... A document holding one would write its own turn into the chat."""
+    found = {t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "content", "")}
+    found |= {t for t in getattr(tok, "all_special_tokens", []) if t}
+    return sorted((t for t in found if len(t) > 1), key=lambda t: (-len(t), t))
+
+
+def neutralize(text: str, controls: list[str]) -> str:
+    """The text with a space after the first character of each control string in it ('<|im_end|>' ->
+    '< |im_end|>'): the model reads it as ordinary tokens, in training and in serving alike, since both
+    read the same data files. Repeated until none is left (a break can never make a new one whole,
+    but one control string can hide inside another)."""
+    for _ in range(8):
+        hit = [c for c in controls if c in text]
+        if not hit:
+            return text
+        for c in hit:
+            text = text.replace(c, c[0] + " " + c[1:])
+    return text

@@ -29,7 +29,7 @@ def write_config(tmp_path):
         cfg = {
             "name": "t",
             "data": {"source": "synthetic", "synthetic_rows": 600, "sizes": [10, 30], "seeds": [0],
-                     "eval_size": 40, "out_dir": str(tmp_path / "data")},
+                     "eval_size": 40, "out_dir": str(tmp_path / "data"), "audit": "quick"},  # full: test_audit
             "model": {"name_or_path": str(MODEL)},
             "train": {"out_dir": str(tmp_path / "saves"), "log_dir": str(tmp_path / "logs")},
             "eval": {"out_dir": str(tmp_path / "objs")},

@@ -219,7 +219,8 @@ def test_cli_data_step_on_a_user_jsonl(tmp_path):
     src = write_rows(tmp_path / "mine.jsonl", _rows(400))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "fewshot", "data", "--config", "configs/demo.yaml", "--set", f"data.source={src}",
-           "--set", "data.text_field=text", "--set", "data.label_field=label", "--set", f"data.out_dir={out}"]
+           "--set", "data.text_field=text", "--set", "data.label_field=label", "--set", "data.audit=quick",
+           "--set", f"data.out_dir={out}"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     sizes = load_config("configs/demo.yaml").data.sizes
