@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objs", action="append", default=[], metavar="DIR",
                     help="curve-bench: also score the study's own curves in this objs/ folder (repeatable)")
     ap.add_argument("--lcdb", help="curve-bench: the LCDB sdist (default bench/lcdb/lcdb-0.1.0.tar.gz)")
+    ap.add_argument("--half", default="report", choices=["report", "choose"],
+                    help="plan-bench: LCDB's half to follow (choose: where plan.cost_per_round was chosen)")
+    ap.add_argument("--cost-per-round", type=float, default=None,
+                    help="plan-bench: the cost of one more round, in labels (default plan.cost_per_round)")
+    ap.add_argument("--curves", help="plan-bench: a file of real learning curves to follow instead of LCDB's "
+                    "(bench/own_text_curves.py writes one)")
     ap.add_argument("--max-curves", type=int, default=None, help="curve-bench: LCDB curves per half (default all)")
     ap.add_argument("--boot", type=int, default=20, help="curve-bench: bootstrap draws per interval")
     ap.add_argument("--out", default="bench/results", help="curve-bench: where its table goes")
@@ -51,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"(train {m['split_rows']['train']}, valid {m['split_rows']['valid']}, "
                   f"test {m['split_rows']['test']} rows; {len(m['labels'])} labels)")
             return 0
+        if args.step in ("train", "eval") and args.shard is None:
+            from .runs import shard_from_env
+            args.shard = shard_from_env(None)
+            if args.shard:
+                print(f"{args.step}: shard {args.shard} from the Slurm array (SLURM_ARRAY_TASK_ID, "
+                      f"SLURM_ARRAY_TASK_COUNT); --shard overrides", flush=True)
         if args.step == "train":
             from .train import run_all
             return run_all(cfg, only=args.only, shard=args.shard)
@@ -74,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             return render(cfg)
         if args.step == "plan-bench":
             from .plan_bench import run as plan_bench_run
-            return plan_bench_run(args.lcdb, args.max_curves, args.boot, args.out)
+            from .plan import Costs
+            costs = Costs(round=args.cost_per_round) if args.cost_per_round is not None else None
+            return plan_bench_run(args.lcdb, args.max_curves, args.boot, args.out, costs, curves_file=args.curves,
+                                  half=args.half)
         if args.step == "curve-bench":
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,

@@ -156,12 +156,18 @@ def summarise(recs: list[dict]) -> dict:
 
 
 def run(lcdb: str | None, max_curves: int | None, n_boot: int, out_dir: str, costs: Costs | None = None,
-        workers: int | None = None) -> int:
+        workers: int | None = None, curves_file: str | None = None, half: str = "report") -> int:
+    """LCDB's reporting half, or with `curves_file` the real text curves in it (results named plan_bench_own)."""
     from .curve_bench import LCDB_SDIST, lcdb_curves, load_lcdb
     costs = costs or Costs()
     cal = json.loads(CALIBRATION.read_text())
     t0 = time.time()
-    curves = [c for c in lcdb_curves(load_lcdb(Path(lcdb) if lcdb else LCDB_SDIST)) if c["half"] == "report"]
+    if curves_file:
+        curves = json.loads(Path(curves_file).read_text())["curves"]
+        for c in curves:
+            c["values"] = [np.array(v, float) for v in c["values"]]
+    else:
+        curves = [c for c in lcdb_curves(load_lcdb(Path(lcdb) if lcdb else LCDB_SDIST)) if c["half"] == half]
     curves = [c for c in curves if setup(c, TARGET_AT[0])]
     if max_curves and len(curves) > max_curves:
         pick = np.random.default_rng(0).choice(len(curves), max_curves, replace=False)
@@ -171,20 +177,22 @@ def run(lcdb: str | None, max_curves: int | None, n_boot: int, out_dir: str, cos
     with ProcessPoolExecutor(workers) as ex:
         recs = [r for part in ex.map(_many, [(ch, cal, costs, n_boot) for ch in chunks]) for r in part]
     summ = summarise(recs)
-    res = {"what": "the labelling plan followed on LCDB's reporting half", "curves": len(curves), "bootstrap": n_boot,
+    what = f"real text curves of {curves_file}" if curves_file else f"LCDB's {'reporting' if half == 'report' else 'choosing'} half"
+    stem = "plan_bench_own" if curves_file else "plan_bench" if half == "report" else f"plan_bench_choose_r{costs.round:g}"
+    res = {"what": f"the labelling plan followed on {what}", "curves": len(curves), "bootstrap": n_boot,
            "costs": costs.__dict__, "protocol": {"start_span": START_SPAN, "target_at": TARGET_AT,
                                                   "max_rounds": MAX_ROUNDS},
            "seconds": round(time.time() - t0, 1), "summary": summ, "runs": recs}
     out = Path(out_dir)
-    atomic_write_json(out / "plan_bench.json", res)
-    lines = [f"# The labelling plan on LCDB ({len(curves)} curves of the reporting half, B={n_boot})", "",
+    atomic_write_json(out / f"{stem}.json", res)
+    lines = [f"# The labelling plan on {what} ({len(curves)} curves, B={n_boot})", "",
              "| rule | reached | labels / fewest, median | 90th pct. | rounds, median | within 3 rounds | stopped short |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for rule, s in summ.items():
         lines.append(f"| {rule} | {s['reached']:.2f} | {s['labels_over_fewest_median']:.2f} | "
                      f"{s['labels_over_fewest_p90']:.2f} | {s['rounds_median']:.0f} | {s['within_3_rounds']:.2f} | "
                      f"{s['stopped_short']:.2f} |")
-    atomic_write_text(out / "plan_bench.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"[plan-bench] {out / 'plan_bench.json'} ({res['seconds']:.0f} s)")
+    print(f"[plan-bench] {out / (stem + '.json')} ({res['seconds']:.0f} s)")
     return 0

@@ -158,6 +158,24 @@ def shard_of(items: list, spec: str | None) -> list:
     return items[i::n]
 
 
+def shard_from_env(spec: str | None, env=None) -> str | None:
+    """The shard of a Slurm array task when no --shard is given: SLURM_ARRAY_TASK_ID counted from
+    SLURM_ARRAY_TASK_MIN (an array may start at 1) of SLURM_ARRAY_TASK_COUNT. A --shard given wins."""
+    import os
+    env = os.environ if env is None else env
+    if spec or not (env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT")):
+        return spec
+    from .errors import ConfigError
+    try:
+        i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN") or 0)
+        n = int(env["SLURM_ARRAY_TASK_COUNT"])
+    except ValueError:
+        raise ConfigError(f"SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']!r} / SLURM_ARRAY_TASK_COUNT="
+                          f"{env['SLURM_ARRAY_TASK_COUNT']!r}: not numbers; give --shard i/n") from None
+    shard_of([], f"{i}/{n}")  # the same checks as --shard (an array with gaps gives i >= n)
+    return f"{i}/{n}"
+
+
 @dataclass
 class Run:
     """One thing to score. kind: 'lora' (an adapter), 'zero_shot' (the base model alone) or 'icl'

@@ -164,3 +164,28 @@ def test_a_cpu_lane_reaches_the_trainer_as_its_threads_and_cores(write_config, m
     with pytest.raises(FewshotError, match="exited with 1"):
         T.train_one(cfg, "llm_train_10", 10, 0, "sha")
     assert got["env"].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS") and "pin" not in got
+
+
+def test_the_shard_comes_from_the_slurm_array_unless_given():
+    from fewshot.runs import shard_from_env
+    env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"}
+    assert shard_from_env(None, env) == "3/4"
+    assert shard_from_env("1/2", env) == "1/2"                                   # --shard wins
+    assert shard_from_env(None, {**env, "SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1"}) == "3/4"  # --array=1-4
+    assert shard_from_env(None, {"SLURM_ARRAY_TASK_ID": "3"}) is None            # not an array of known size
+    with pytest.raises(ConfigError, match="need 0 <= i < n"):
+        shard_from_env(None, {**env, "SLURM_ARRAY_TASK_ID": "9"})                  # an array with gaps
+
+
+def test_a_slurm_array_task_runs_its_shard_only(write_config, monkeypatch, capsys):
+    from fewshot import __main__ as cli
+    import fewshot.train as T
+    seen = {}
+    monkeypatch.setattr(T, "run_all", lambda cfg, only, shard: seen.setdefault("shard", shard) and 0)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    cli.main(["train", "--config", str(write_config())])
+    assert seen["shard"] == "1/2" and "shard 1/2 from the Slurm array" in capsys.readouterr().out
+    seen.clear()
+    cli.main(["train", "--config", str(write_config()), "--shard", "0/3"])
+    assert seen["shard"] == "0/3"
