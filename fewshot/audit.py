@@ -147,8 +147,9 @@ def length_findings(texts: list[str]) -> dict:
 def summary_line(audit: dict) -> str:
     """One line for a clean audit; the report shows a box with every finding otherwise."""
     dup = audit["duplicates"]
+    action = dup["action"] + (f": {dup['dropped']} rows dropped" if dup.get("dropped") else "")
     parts = [f"{dup['exact_rows']} exact and {dup['near_rows']} near-duplicate rows ({dup['straddling_groups']} groups "
-             f"across splits, {dup['action']})" if dup["exact_rows"] + dup["near_rows"] else "no duplicates"]
+             f"across splits, {action})" if dup["exact_rows"] + dup["near_rows"] else "no duplicates"]
     li = audit.get("label_issues", {})
     if "train" in li:
         parts.append(f"{li['train']} train and {li['test']} scored test rows likely mislabelled (cleanlab)")
