@@ -134,14 +134,15 @@ def subset_warnings(labels: list[str], sizes: list[int], subsets: dict[str, list
     return out
 
 
-def length_findings(texts: list[str]) -> dict:
+def length_findings(texts: list[str], refs: list[str]) -> dict:
+    """Documents over LONG_FACTOR x the median length; `refs` names each row as its source does."""
     lengths = np.array([len(t) for t in texts]) if texts else np.zeros(0)
     if not len(lengths):
         return {"very_long": 0, "rows": []}
     limit = LONG_FACTOR * max(1.0, float(np.median(lengths)))
     long_rows = [int(i) for i in np.argsort(-lengths) if lengths[i] > limit]
     return {"median_chars": int(np.median(lengths)), "max_chars": int(lengths.max()), "very_long_over_chars": int(limit),
-            "very_long": len(long_rows), "rows": [i + 1 for i in long_rows[:EXAMPLES]]}
+            "very_long": len(long_rows), "rows": [refs[i] for i in long_rows[:EXAMPLES]]}
 
 
 def summary_line(audit: dict) -> str:
@@ -183,7 +184,8 @@ def report(cfg, splits: dict[str, list[dict]], labels: list[str], emb: dict | No
                         f"duplicate in train, so test accuracy may be inflated")
     out = {"rows": {s: len(v) for s, v in splits.items()}, "labels": len(labels),
            "duplicates": duplicates, "control_tokens": control_tokens,
-           "lengths": length_findings([r["text"] for v in splits.values() for r in v]),
+           "lengths": length_findings([r["text"] for v in splits.values() for r in v],
+                                      [r["_src"] for v in splits.values() for r in v]),
            "class_counts_train": dict(sorted(counts.items())), "rare_labels": rare, "warnings": warnings}
     if emb is not None and d.audit == "full":
         test = [splits["test"][i] for i in scored["test"]]

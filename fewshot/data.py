@@ -221,8 +221,10 @@ def _dedupe(cfg: Config, splits: dict[str, list[dict]], origin: dict[str, str]):
     multi = {g: m for g, m in members.items() if len(m) > 1}
     across = {g: m for g, m in multi.items() if len({split_of[i] for i in m}) > 1}
     dropped = []
-    def shown(m):  # one member per split: the rows that make the group straddle
-        return " = ".join(rows[next(i for i in m if split_of[i] == s)]["_src"] for s in given if s in {split_of[i] for i in m})
+    def shown(m):  # one member per split (the rows that make a group straddle), or its first three
+        ss = [s for s in given if s in {split_of[i] for i in m}]
+        pick = [next(i for i in m if split_of[i] == s) for s in ss] if len(ss) > 1 else m[:3]
+        return " = ".join(rows[i]["_src"] for i in pick)
     if across and d.duplicates == "group":
         ex = "; ".join(shown(m) for m in list(across.values())[:EXAMPLES])
         raise DataError(f"{len(across)} duplicate group(s) (exact, or cosine >= {d.near_duplicate_cosine}) "

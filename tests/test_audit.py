@@ -178,3 +178,12 @@ def test_full_audit_finds_near_duplicates_and_flipped_labels_on_real_text(write_
     assert li["train"] >= 3 and "out-of-fold" in li["model"]
     found = {r["row"] for r in li["train_rows"]}
     assert found & {f"{src}: row {i + 1}" for i in flipped}
+
+
+def test_a_very_long_document_is_named_by_its_source_row(write_config, tmp_path):
+    rows = _rows(300)
+    rows[41]["text"] = " ".join([rows[41]["text"]] * 30)
+    src = write_rows(tmp_path / "long.jsonl", rows)
+    cfg, _ = _build(write_config, **{"data.source": str(src), "train.cutoff_len": 4096})
+    lengths = _audit(cfg)["lengths"]
+    assert lengths["very_long"] == 1 and lengths["rows"] == [f"{src}: row 42"]
