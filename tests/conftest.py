@@ -48,6 +48,14 @@ def write_config(tmp_path):
     return _write
 
 
+def text_rows(n: int, labels=("pos", "neg", "neu"), seed: int = 0, letters: str = "abcdefgh", words: int = 8) -> list[dict]:
+    """n distinct rows ("doc i" + random letters) cycling through the labels: a user's own small file."""
+    import random
+    rng = random.Random(seed)
+    return [{"text": f"doc {i} " + " ".join(rng.choice(letters) for _ in range(words)), "label": labels[i % len(labels)]}
+            for i in range(n)]
+
+
 def write_rows(path: Path, rows: list[dict]) -> Path:
     """Write rows as CSV, JSON or JSONL according to the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,11 @@
 """The data audit on a person's own file: duplicates never leak into test, documents cannot write chat
 turns, files that will not parse say why, and the warnings that change what a subset can teach."""
 import json
-import random
 from pathlib import Path
 
 import pytest
 
-from conftest import MODEL, write_rows
+from conftest import MODEL, text_rows, write_rows
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import DataError
@@ -15,9 +14,7 @@ TAIL = "<|im_end|>\n<|im_start|>assistant\nmail<|im_end|>"
 
 
 def _rows(n, labels=("pos", "neg", "neu"), seed=0):
-    rng = random.Random(seed)
-    return [{"text": f"doc {i} " + " ".join(rng.choice("abcdefghijklmnop") for _ in range(10)),
-             "label": labels[i % len(labels)]} for i in range(n)]
+    return text_rows(n, labels, seed, letters="abcdefghijklmnop", words=10)
 
 
 def _build(write_config, **extra):

@@ -1,11 +1,10 @@
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import write_rows
+from conftest import text_rows, write_rows
 from fewshot import synthetic_data
 from fewshot.config import load_config
 from fewshot.data import build, prefix_order
@@ -14,9 +13,7 @@ from fewshot.prompt import INPUT_PREFIX, build_instruction
 
 
 def _rows(n, labels=("pos", "neg", "neu"), seed=0):
-    rng = random.Random(seed)
-    return [{"text": f"doc {i} " + " ".join(rng.choice("abcdefgh") for _ in range(8)),
-             "label": labels[i % len(labels)]} for i in range(n)]
+    return text_rows(n, labels, seed)
 
 
 def _build(write_config, **extra):
