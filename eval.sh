@@ -3,4 +3,5 @@
 #   nohup bash eval.sh > logs/eval.out 2>&1 &          (CONFIG=configs/paper.yaml bash eval.sh ...)
 set -uo pipefail
 cd "$(dirname "$0")"
+[ -x .venv/bin/python ] || { echo "eval.sh: $PWD/.venv/bin/python not found on $(hostname): run bash setup.sh in $PWD" >&2; exit 2; }
 exec .venv/bin/python infer_eval.py --config "${CONFIG:-configs/demo.yaml}" "$@"

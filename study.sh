@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 export CONFIG=${CONFIG:-configs/demo.yaml}
+[ -x .venv/bin/python ] || { echo "study.sh: $PWD/.venv/bin/python not found on $(hostname): run bash setup.sh in $PWD" >&2; exit 2; }
 rc=0 n=0
 .venv/bin/python -m fewshot data --config "$CONFIG" "$@" || exit $?
 .venv/bin/python -m fewshot estimate --config "$CONFIG" "$@"

@@ -5,5 +5,6 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 CONFIG=${CONFIG:-configs/demo.yaml}
+[ -x .venv/bin/python ] || { echo "train.sh: $PWD/.venv/bin/python not found on $(hostname): run bash setup.sh in $PWD" >&2; exit 2; }
 .venv/bin/python -m fewshot data --config "$CONFIG" "$@" || exit $?
 exec .venv/bin/python -m fewshot train --config "$CONFIG" "$@"

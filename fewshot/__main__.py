@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.step in RESOLVED_NEXT_TO:  # the config each step ran with, beside what it wrote
             save_resolved(cfg, RESOLVED_NEXT_TO[args.step](cfg))
         if args.step == "data":
+            from pathlib import Path
+
             from .data import build
-            m = build(cfg)
+            from .locks import wait_for
+            with wait_for(Path(cfg.data.out_dir) / ".data.lock", "data"):  # array tasks over one folder
+                m = build(cfg)
             files = m["files"]
             print(f"data: {len(files)} files in {cfg.data.out_dir}/ from {m['source']} "
                   f"(train {m['split_rows']['train']}, valid {m['split_rows']['valid']}, "

@@ -186,6 +186,9 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
               f"({cfg.eval.out_dir}/)")
         return 0
     check_answer_room(cfg, labels)  # only when there is scoring to do: it loads the tokenizer
+    env_bin("serve", "python")  # a node without the envs says so once, before any server starts
+    if any(r.adapter is not None for r, _ in todo) and cfg.eval.mode == "merged":
+        env_bin("train", "llamafactory-cli")  # merges run in the training env
     print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
     failed: dict[str, str] = {}
     ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed,
@@ -272,6 +275,9 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
                 locks.enter_context(hold(eval_lock(cfg, run.name)))
             except Busy as b:
                 print(f"[eval] {run.name}: skipped, another process scores it ({b})", flush=True)
+                continue
+            if is_scored(cfg, run, h):  # another process (a second array over this folder) finished it meanwhile
+                print(f"[eval] {run.name}: skipped, another process scored it meanwhile", flush=True)
                 continue
             prepare_predictions(cfg, run, h)
             mine.append((run, h))

@@ -21,6 +21,20 @@ class Busy(Exception):
 def hold(lock_file: str | os.PathLike):
     """`with hold(path):` the run is ours until the block ends (or we die); raises Busy. The lock
     file lives beside the run's folder, which a retrain may delete and recreate."""
+    with _locked(lock_file, wait=None) as held:
+        yield held
+
+
+@contextmanager
+def wait_for(lock_file: str | os.PathLike, what: str):
+    """`with wait_for(path, what):` as hold, but a live holder is waited for, not skipped: for a step
+    every task repeats (the data step of each task of a Slurm array over one project folder)."""
+    with _locked(lock_file, wait=what) as held:
+        yield held
+
+
+@contextmanager
+def _locked(lock_file: str | os.PathLike, wait: str | None):
     p = Path(lock_file)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
@@ -29,7 +43,10 @@ def hold(lock_file: str | os.PathLike):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise Busy(p, holder) from None
+            if wait is None:
+                raise Busy(p, holder) from None
+            print(f"{wait}: waiting for PID {holder or '?'}, which holds {p}", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield Held(p, fd)

@@ -225,6 +225,8 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
         if name not in manifest["files"]:
             raise FewshotError(f"{name}.json is not in {cfg.data.out_dir}/manifest.json: rerun the data "
                                f"step with this config")
+    if runs:  # a node without the training env says so once, before any run is taken
+        env_bin("train", "llamafactory-cli")
     slots = gpu_slots(cfg)
     sha = lambda n: manifest["files"][n]["sha256"]
     lanes = [] if slots or device_and_precision(cfg)[0] != "cpu" else cpu_lanes(cfg.train.cpu_parallel, len(runs))

@@ -49,3 +49,35 @@ def test_keys_are_fresh_and_a_server_with_a_key_answers_only_requests_that_carry
         assert score(url, "base", rows, labels, tmp_path / "key.jsonl", progress=False, api_key=key)["scored"] == 4
     log = (tmp_path / "srv.log").read_text()
     assert key not in log and "--api-key" not in log  # in the server's environment, not its arguments
+
+
+def test_the_data_step_waits_for_a_live_holder_instead_of_skipping(tmp_path, capsys):
+    # two tasks of a Slurm array over one folder both start with the data step: the second waits
+    from fewshot.locks import wait_for
+    lock = tmp_path / ".data.lock"
+    done = tmp_path / "holder_done"  # the holder writes it just before it lets go
+    code = HOLDER.replace("time.sleep(60)", f"time.sleep(1.5); open({str(done)!r}, 'w').close()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(lock)],
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stdout.readline().strip() == "held"
+    with wait_for(lock, "data"):
+        assert done.exists()  # we got the lock only once the holder had finished
+        assert lock.read_text().strip() == str(os.getpid())
+    p.wait()
+    assert f"data: waiting for PID {p.pid}" in capsys.readouterr().out
+
+
+def test_a_run_scored_by_another_process_meanwhile_starts_no_server(write_config, monkeypatch, capsys):
+    # a second array over the same folder planned this run before the first array finished scoring it
+    import fewshot.eval as ev
+    from fewshot.config import load_config
+    from fewshot.runs import Run
+    cfg = load_config(write_config())
+    monkeypatch.setattr(ev, "is_scored", lambda cfg, run, h: True)
+    monkeypatch.setattr(ev, "VLLMServer", lambda *a, **k: pytest.fail("a server was started"))
+    monkeypatch.setattr(ev, "merge", lambda *a, **k: pytest.fail("an adapter was merged"))
+    failed = {}
+    ev._serve_group([(Run("llm_train_10", 10, 0, ROOT / "nowhere"), "h")], cfg, rows=[], labels=[],
+                    split_sha="s", failed=failed, tokens={})
+    assert not failed
+    assert "llm_train_10: skipped, another process scored it meanwhile" in capsys.readouterr().out

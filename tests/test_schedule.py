@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from conftest import ROOT
 from fewshot.config import load_config
 from fewshot.errors import ConfigError
 from fewshot.runs import eval_names, run_names, shard_of
@@ -189,3 +190,29 @@ def test_a_slurm_array_task_runs_its_shard_only(write_config, monkeypatch, capsy
     seen.clear()
     cli.main(["train", "--config", str(write_config()), "--shard", "0/3"])
     assert seen["shard"] == "0/3"
+
+
+def test_a_node_without_the_training_env_says_so_before_any_run(write_config, monkeypatch, tmp_path, capsys):
+    import fewshot.train as T
+    from fewshot.data import build
+    from fewshot.errors import FewshotError
+    cfg = load_config(write_config())
+    build(cfg)
+    monkeypatch.setenv("FEWSHOT_TRAIN_ENV", str(tmp_path / "no-env"))
+    monkeypatch.setattr(T, "train_one", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(FewshotError, match=f"{tmp_path / 'no-env'}/bin/llamafactory-cli not found: the train env"):
+        T.run_all(cfg, shard="0/2")
+    assert not list((tmp_path / "saves").glob(".*.lock"))  # no run was taken
+
+
+@pytest.mark.parametrize("script", ["train.sh", "eval.sh", "study.sh", "slurm/finish.sbatch"])
+def test_an_entry_point_on_a_node_without_the_main_env_names_it(script, tmp_path):
+    import shutil
+    import subprocess
+    dst = tmp_path / script
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / script, dst)
+    p = subprocess.run(["bash", str(dst)], cwd=tmp_path, capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "SLURM_SUBMIT_DIR": str(tmp_path)})
+    assert p.returncode == 2
+    assert f"{tmp_path}/.venv/bin/python not found on " in p.stderr and "run bash setup.sh" in p.stderr

@@ -1,0 +1,88 @@
+"""Checks for bench/slurm_local.sh: a study run as a Slurm array (SHARDED) against the same config
+run unsharded (REF). Every run trained and scored exactly once, each by one task; the LLM answers
+equal row by row; the baselines equal to three decimals; the cancelled run resumed.
+
+    python bench/slurm_compare.py REF SHARDED [--resumed RUN]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+TRAINED = re.compile(r"^\[train\] (\S+): done in")
+SCORED = re.compile(r"^\[eval\] (\S+): accuracy")
+
+
+def events(outs: list[Path], pattern: re.Pattern) -> dict[str, Counter]:
+    """run -> how many times each output file (one per Slurm task) says it finished it."""
+    seen: dict[str, Counter] = {}
+    for f in outs:
+        for line in f.read_text(errors="replace").splitlines():
+            m = pattern.match(line)
+            if m:
+                seen.setdefault(m.group(1), Counter())[f.name] += 1
+    return seen
+
+
+def answers(objs: Path, run: str) -> dict[int, tuple[str, str]]:
+    rows = [json.loads(x) for x in (objs / run / "predictions.jsonl").read_text().splitlines() if x.strip()]
+    out = {r["i"]: (r["pred"], r["raw"]) for r in rows}
+    if len(out) != len(rows):
+        raise SystemExit(f"{objs / run / 'predictions.jsonl'}: a row was answered twice")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ref", type=Path)
+    ap.add_argument("sharded", type=Path)
+    ap.add_argument("--resumed", help="the run whose training was cancelled and resubmitted")
+    a = ap.parse_args(argv)
+    ok = True
+
+    def check(cond: bool, what: str) -> None:
+        nonlocal ok
+        ok &= cond
+        print(f"  {'ok  ' if cond else 'FAIL'} {what}")
+
+    trained_runs = sorted(p.parent.name for p in (a.ref / "saves").glob("*/done.json"))
+    scored_runs = sorted(p.parent.name for p in (a.ref / "objs").glob("*/predictions.jsonl"))
+    task_outs = sorted((a.sharded / "logs").glob("slurm-fewshot-runs-*.out"))
+    print(f"runs: {len(trained_runs)} trained, {len(scored_runs)} scored in the unsharded study; "
+          f"{len(task_outs)} array task outputs")
+    check(bool(trained_runs and scored_runs and task_outs), "the unsharded study and the array both produced runs")
+    for what, pattern, runs in (("trained", TRAINED, trained_runs), ("scored", SCORED, scored_runs)):
+        seen = events(task_outs, pattern)
+        for run in runs:
+            by = seen.get(run, Counter())
+            check(sum(by.values()) == 1, f"{run} {what} once by the array ({dict(by) or 'never'})")
+        extra = sorted(set(seen) - set(runs))
+        check(not extra, f"no {what} run beyond the unsharded study's ({extra or 'none'})")
+    if a.resumed:
+        lines = [ln for f in task_outs for ln in f.read_text(errors="replace").splitlines()
+                 if ln.startswith(f"[train] {a.resumed}:") and "resuming from checkpoint-" in ln]
+        check(len(lines) == 1, f"{a.resumed} resumed from its checkpoint after the cancel: {lines}")
+
+    for run in scored_runs:
+        ref, sh = answers(a.ref / "objs", run), answers(a.sharded / "objs", run)
+        differ = sorted(i for i in ref if ref[i] != sh.get(i))
+        check(set(ref) == set(sh) and not differ,
+              f"{run}: {len(ref)} answers, {len(differ)} differ row by row" + (f" (rows {differ[:10]})" if differ else ""))
+    for f in sorted((a.ref / "objs").glob("*_s[0-9]*.json")):
+        other = a.sharded / "objs" / f.name
+        x = json.loads(f.read_text())
+        y = json.loads(other.read_text()) if other.exists() else {}
+        check(round(x["accuracy"], 3) == round(y.get("accuracy", -1), 3),
+              f"{f.stem}: accuracy {x['accuracy']:.3f} unsharded, {y.get('accuracy', float('nan')):.3f} array")
+    for name in ("report.html", "label_plan.json"):
+        check((a.sharded / "report" / name).exists(), f"the array's finish job wrote report/{name}")
+    print("all checks passed" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
