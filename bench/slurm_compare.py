@@ -74,10 +74,9 @@ def main(argv=None) -> int:
               f"{run}: {len(ref)} answers, {len(differ)} differ row by row" + (f" (rows {differ[:10]})" if differ else ""))
     for f in sorted((a.ref / "objs").glob("*_s[0-9]*.json")):
         other = a.sharded / "objs" / f.name
-        x = json.loads(f.read_text())
-        y = json.loads(other.read_text()) if other.exists() else {}
-        check(round(x["accuracy"], 3) == round(y.get("accuracy", -1), 3),
-              f"{f.stem}: accuracy {x['accuracy']:.3f} unsharded, {y.get('accuracy', float('nan')):.3f} array")
+        x = json.loads(f.read_text())["metrics"]["accuracy"]
+        y = json.loads(other.read_text())["metrics"]["accuracy"] if other.exists() else float("nan")
+        check(round(x, 3) == round(y, 3), f"{f.stem}: accuracy {x:.3f} unsharded, {y:.3f} array")
     for name in ("report.html", "label_plan.json"):
         check((a.sharded / "report" / name).exists(), f"the array's finish job wrote report/{name}")
     print("all checks passed" if ok else "SOME CHECKS FAILED")
