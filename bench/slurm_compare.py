@@ -13,8 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-TRAINED = re.compile(r"^\[train\] (\S+): done in")
-SCORED = re.compile(r"^\[eval\] (\S+): accuracy")
+TRAINED = re.compile(r"\[train\] (\S+): done in")  # searched: progress bars share lines
+SCORED = re.compile(r"\[eval\] (\S+): accuracy")
 
 
 def events(outs: list[Path], pattern: re.Pattern) -> dict[str, Counter]:
@@ -22,7 +22,7 @@ def events(outs: list[Path], pattern: re.Pattern) -> dict[str, Counter]:
     seen: dict[str, Counter] = {}
     for f in outs:
         for line in f.read_text(errors="replace").splitlines():
-            m = pattern.match(line)
+            m = pattern.search(line)
             if m:
                 seen.setdefault(m.group(1), Counter())[f.name] += 1
     return seen
@@ -52,10 +52,12 @@ def main(argv=None) -> int:
     trained_runs = sorted(p.parent.name for p in (a.ref / "saves").glob("*/done.json"))
     scored_runs = sorted(p.parent.name for p in (a.ref / "objs").glob("*/predictions.jsonl"))
     task_outs = sorted((a.sharded / "logs").glob("slurm-fewshot-runs-*.out"))
-    print(f"runs: {len(trained_runs)} trained, {len(scored_runs)} scored in the unsharded study; "
+    print(f"runs: {len(trained_runs)} trained, {len(scored_runs)} with answers (LLM and baselines) in the unsharded study; "
           f"{len(task_outs)} array task outputs")
     check(bool(trained_runs and scored_runs and task_outs), "the unsharded study and the array both produced runs")
-    for what, pattern, runs in (("trained", TRAINED, trained_runs), ("scored", SCORED, scored_runs)):
+    # the runs the eval step scores (the baselines' predictions sit beside them, written by the finish job)
+    served_runs = sorted(events(sorted((a.ref / "logs").glob("slurm-ref-*.out")), SCORED))
+    for what, pattern, runs in (("trained", TRAINED, trained_runs), ("scored", SCORED, served_runs)):
         seen = events(task_outs, pattern)
         for run in runs:
             by = seen.get(run, Counter())

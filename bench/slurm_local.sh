@@ -33,7 +33,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
 fi
-say "slurm $(sinfo --version | cut -d' ' -f2), munge $(munged --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d- -f2);" \
+say "slurm $(slurmd -V | cut -d' ' -f2), munge $(munged --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d- -f2);" \
     "install: $((SECONDS - t0)) s"
 rm -rf "$D"; mkdir -p "$D/etc" "$D/state" "$D/spool"
 PIDS=() JOBS=()
@@ -131,9 +131,10 @@ CK=$(ls -d saves/"$BIG"/checkpoint-* 2>/dev/null | head -1)
 [ -n "$CK" ] || die "$BIG wrote no checkpoint within 15 minutes"
 [ -f "saves/$BIG/done.json" ] && die "$BIG finished before it could be cancelled: lower train.save_steps"
 HOLDER=$(cut -d' ' -f1 "$LOCK")
-VICTIM=$(tr '\0' '\n' < "/proc/$HOLDER/environ" | sed -n 's/^SLURM_JOB_ID=//p')
-ARRAY=$(tr '\0' '\n' < "/proc/$HOLDER/environ" | sed -n 's/^SLURM_ARRAY_JOB_ID=//p')
-say "$BIG has $(basename "$CK"); its trainer's task is job $VICTIM (array $ARRAY, PID $HOLDER): scancel"
+slurm_var() { tr '\0' '\n' < "/proc/$HOLDER/environ" | sed -n "s/^$1=//p"; }
+ARRAY=$(slurm_var SLURM_ARRAY_JOB_ID)
+VICTIM=${ARRAY}_$(slurm_var SLURM_ARRAY_TASK_ID)  # the task alone: the array's own id would cancel every task
+say "$BIG has $(basename "$CK"); its trainer's task is $VICTIM (PID $HOLDER): scancel $VICTIM"
 scancel "$VICTIM"
 wait_jobs "$VICTIM"
 flock -n "$LOCK" true || die "a process still holds $LOCK after the cancel: a trainer outlived its task"
