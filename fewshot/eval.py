@@ -124,8 +124,9 @@ def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows
 
 
 def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, mode: str, split_sha: str,
-           served: str, stats: dict, server_seconds: float) -> dict:
-    """Turn predictions.jsonl into the run's .json and .pkl (atomic)."""
+           served: str, stats: dict, server_seconds: float, device: str | None = None) -> dict:
+    """Turn predictions.jsonl into the run's .json and .pkl (atomic). device: where the answers were
+    made, when not on this machine (bench/selection_llm.py scores on a GPU and finishes here)."""
     p = out_paths(cfg, run.name)
     by_row = {r["i"]: r for r in read_jsonl(p["preds"])}
     if len(by_row) < len(rows):
@@ -139,7 +140,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
                   preds=[r["raw"] for r in ordered], labels=golds, not_in_texts=invalid,
                   eval={k: metrics[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")})
     train = read_json(run.adapter / "done.json") if run.adapter and (run.adapter / "done.json").exists() else {}
-    device = "gpu" if has_gpu() else "cpu"
+    device = device or ("gpu" if has_gpu() else "cpu")
     marker = merge_marker(cfg, run.name)
     merge_s = read_json(marker).get("seconds") if mode == "merged" and run.adapter and marker.exists() else None
     result = {
@@ -148,7 +149,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
         "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
         "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,
-                    "dtype": "auto" if device == "gpu" else cpu_serving_dtype(cfg)},
+                    "dtype": "auto" if device.startswith("gpu") else cpu_serving_dtype(cfg)},
         "train_seconds": train.get("wall_s"), "train_device": train.get("device"), "train_cores": train.get("cores"),
         "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
     }

@@ -157,3 +157,20 @@ def test_report_opens_with_the_plan_and_draws_chosen_rows(write_config):
     html = (out / "report.html").read_text()
     assert "Traceback" not in html
     assert html.index("Plan (LLM + LoRA") < html.index("Rows needed per method")
+
+
+def test_finish_records_where_the_answers_were_made(write_config):
+    # runs scored on another machine (bench/selection_llm.py: a GPU) and finished here say so
+    cfg = _cfg(write_config, None)
+    rows = [{"instruction": "i", "input": "x", "output": LABELS[i % 3]} for i in range(6)]
+    for name, device in (("llm_train_10", None), ("llm_train_20", "gpu (NVIDIA H200)")):
+        for i, r in enumerate(rows):
+            append_jsonl(Path(cfg.eval.out_dir) / name / "predictions.jsonl",
+                         {"i": i, "raw": r["output"], "pred": r["output"], "label": r["output"]})
+        out = finish(cfg, Run(name, 10, 0, Path("x"), "h"), rows, LABELS, "h", "per_adapter", "sha", name,
+                     {"scored": 6}, 0.0, device=device)
+        assert out["metrics"]["accuracy"] == 1.0
+        if device:
+            assert out["scoring"]["device"] == device and out["scoring"]["dtype"] == "auto"
+        else:
+            assert out["scoring"]["device"] == "cpu" and out["scoring"]["dtype"] != "auto"
