@@ -39,6 +39,8 @@ def export(out: Path = Path("bench/sets")) -> None:
 
 
 def _runs(cfg):
+    """The config's LoRA runs that finished training. Not eval.planned_runs: that one asks for the whole
+    adapter, and only each run's done.json comes back from the GPU to be finished here."""
     from fewshot.fileio import read_json
     from fewshot.runs import Run, run_dir, run_names
     out = []
@@ -93,13 +95,13 @@ def score(cfg, batch: int = 128, dtype: str = "bfloat16") -> None:
         base = model.unload()  # the base weights back, without this adapter's layers
         secs = time.time() - t0
         p["dir"].mkdir(parents=True, exist_ok=True)
-        atomic_write_text(p["preds"], "".join(json.dumps({"i": i, "raw": a, "pred": match_label(a, labels),
-                                                          "label": rows[i]["output"]}) + "\n"
-                                              for i, a in enumerate(answers)))
+        preds = [match_label(a, labels) for a in answers]
+        atomic_write_text(p["preds"], "".join(json.dumps({"i": i, "raw": a, "pred": pr, "label": rows[i]["output"]}) + "\n"
+                                              for i, (a, pr) in enumerate(zip(answers, preds))))
         atomic_write_json(p["dir"] / "gpu_score.json", {
             "scored": len(rows), "seconds": round(secs, 2), "rows_per_s": round(len(rows) / secs, 2),
             "scorer": f"transformers generate (greedy, {dtype}) + peft", "gpu": torch.cuda.get_device_name() if dev == "cuda" else "none: CPU"})
-        acc = sum(r["output"] == match_label(a, labels) for r, a in zip(rows, answers)) / len(rows)
+        acc = sum(r["output"] == pr for r, pr in zip(rows, preds)) / len(rows)
         print(f"[score] {run.name}: accuracy {acc:.3f} ({secs:.1f} s)", flush=True)
 
 
