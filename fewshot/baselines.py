@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
-from .runs import baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, train_file_name
+from .runs import (baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, sizes_for,
+                   train_file_name)
 from .devices import baseline_device, cpu_lanes, encoder_bf16, lane_words, pin
 from .errors import FewshotError
 from .provenance import run_manifest
@@ -247,9 +248,9 @@ def run_all(cfg: Config) -> int:
         encoder_path(cfg)  # fail early on a bad path
     jobs: list[dict] = []
     plan = [(m, sel, seed) for m in b.methods for sel in selections_for(cfg, m) for seed in seeds_for(cfg, m, sel)]
-    total, i = len(plan) * len(cfg.data.sizes), 0
+    total, i = sum(len(sizes_for(cfg, sel, seed)) for _, sel, seed in plan), 0
     for method, sel, seed in plan:
-        for n in sorted(cfg.data.sizes):
+        for n in sizes_for(cfg, sel, seed):
             i += 1
             name = baseline_name(method, n, seed, sel)
             paths = out_paths(cfg, name)
@@ -277,6 +278,8 @@ def run_all(cfg: Config) -> int:
             for job in jobs:
                 print(run_one(cfg, job), flush=True)
     sels = sorted({sel for _, sel, _ in plan})
+    grown = sorted({n for _, sel, seed in plan for n in sizes_for(cfg, sel, seed)} - set(cfg.data.sizes))
     print(f"[baselines] done: {', '.join(b.methods)} x sizes {sorted(cfg.data.sizes)} x seeds {b.seeds}"
+          + (f" (+ sizes {grown} from labelling rounds)" if grown else "")
           + (f" x selections {', '.join(sels)}" if len(sels) > 1 else ""))
     return 0

@@ -56,6 +56,10 @@ class DataConfig:
     # and given splits that share one fail naming the rows; drop = as group, and a group shared by given
     # splits keeps only its rows in the earliest (train, then valid); keep = as they come (counted)
     duplicates: str = "group"
+    # Labelling rounds (fewshot/rounds.py): the plan's label_next.csv/.jsonl filled in, or a Label Studio
+    # export of its rows, one file per round in the order asked. The plan's selection grows by exactly the
+    # filled rows (a new size for that selection and seed only); every other subset stays as it is.
+    new_labels: list[str] = field(default_factory=list)
     out_dir: str = "data"
 
 

@@ -160,7 +160,9 @@ def _series(points: list[Point], k: int, metric: str, rows_idx=None, rng=None):
 # ---------------------------------------------------------------- the analysis
 
 def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
-            calibration: dict | None = None, plan_cfg=None) -> dict:
+            calibration: dict | None = None, plan_cfg=None, grown: str | None = None) -> dict:
+    """Every fit, answer, comparison and the plan. grown: the selection labelling rounds grew (the plan
+    continues it: only its rows have labels)."""
     cal = calibration or load_calibration()
     rule = cal["rule"]
     points, labels = load_points(objs_dir)
@@ -227,7 +229,7 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
         out["comparisons_best"] = compare({b: by_m[key(b, sel)] for b, sel in best.items()}, k, boot_rows, seed)
     out["savings"] = savings(fits, boots, out["labels_needed"], targets)
     if plan_cfg is not None:
-        out["plan"] = make_plan(plan_cfg, best, by_m, fits, boots, out["fits"], k, cal, seed)
+        out["plan"] = make_plan(plan_cfg, best, by_m, fits, boots, out["fits"], k, cal, seed, out["savings"], grown)
     out["cost"] = cost_table(points, out["labels_needed"])
     out["split"] = "/".join(sorted({str(r.get("split")) for r in load_results(objs_dir) if r.get("split")}))
     icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in load_results(objs_dir)
@@ -350,13 +352,29 @@ def shape(ns, ys, n_eval: int) -> dict | None:
     return None
 
 
+def plan_selection(method: str, best: dict, saved: list[dict], grown: str | None) -> tuple[str, str]:
+    """Which rows the plan continues, and why. After a labelling round, the selection that grew: only its
+    rows have labels. Otherwise the method's best measured selection only where choosing rows saves labels
+    measurably (a 'saves' interval above 0 at some target, a 'costs' at none): one seed's mean over a few
+    sizes is noise, and a plan that follows noise asks for the wrong rows."""
+    if grown:
+        return grown, "the rows the labelling rounds grew"
+    sel = best.get(method, RANDOM)
+    if sel == RANDOM:
+        return RANDOM, "random rows measured best"
+    mine = [x for x in saved if x["method"] == method and x["selection"] == sel]
+    if any(x["status"] == "saves" for x in mine) and not any(x["status"] == "costs" for x in mine):
+        return sel, f"{sel} rows save labels measurably"
+    return RANDOM, f"{sel} rows measured higher, but no saving is measurable with its interval"
+
+
 def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list[dict], k: int, cal: dict,
-              seed: int) -> dict:
-    """The labelling plan (fewshot/plan.py) for plan.method at its best measured selection."""
+              seed: int, saved: list[dict] = (), grown: str | None = None) -> dict:
+    """The labelling plan (fewshot/plan.py) for plan.method on the rows plan_selection picks."""
     from . import plan as P
-    sel = best.get(p.method, RANDOM)
+    sel, why_sel = plan_selection(p.method, best, list(saved), grown)
     m = key(p.method, sel)
-    rec = {"method": p.method, "selection": sel, "target": p.target,
+    rec = {"method": p.method, "selection": sel, "selection_why": why_sel, "target": p.target,
            "costs": {"label": p.cost_per_label, "round": p.cost_per_round, "max_ratio": p.max_ratio}}
     if m not in by_m:
         return {**rec, "action": "unknown", "why": f"no {name(p.method)} runs scored"}
@@ -368,13 +386,19 @@ def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list
     shape_ = (fit.get("shape") or {}).get("reason")
     if (m, "accuracy") not in fits and not shape_:
         shape_ = f"no learning curve ({fit.get('status', 'no fit')})"
+    if (m, "accuracy") in fits and not shape_:
+        shape_ = cm.degenerate(fits[(m, "accuracy")])
+    steps = sorted(means.items())
+    dip = next(((a, b, n0, n1) for (n0, a), (n1, b) in zip(steps, steps[1:]) if b < a), None)
+    no_stop = (f"the measured accuracy dips from {dip[0]:.3f} at {dip[2]} rows to {dip[1]:.3f} at {dip[3]} (within "
+               f"noise, but a curve that dips cannot rule the target out)") if dip else None
     draws = P.rows_draws(boots.get((m, "accuracy"), []), p.target, n_have, P.widen_from(cal),
                          np.random.default_rng(seed + 99)) if (m, "accuracy") in fits else np.array([])
     ceiling_hi = (fit.get("ceiling_interval") or [None, None])[1]
     if ceiling_hi is not None:  # the ceiling is a forecast past every size: add the farthest benchmarked error
         ceiling_hi += P.widen_from(cal)(math.inf)
     out = P.decide(draws, n_have, p.target, P.Costs(p.cost_per_label, p.cost_per_round, p.max_ratio),
-                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_)
+                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_, no_stop=no_stop)
     return {**rec, **out, "draws": len(draws)}
 
 
@@ -765,23 +789,29 @@ def table(res: dict) -> str:
 
 
 def write(cfg, res: dict, out_dir) -> list[Path]:
-    """labels_needed.json (everything), label_plan.json (the plan) and label_next.csv (its rows)."""
+    """label_next.csv/.jsonl (the plan's rows, its ask kept in asks/), label_plan.json (the plan, with the
+    next step as commands) and labels_needed.json (everything)."""
     from .label_next import rank
+    from .rounds import next_step
     out = Path(out_dir)
     paths = [out / "labels_needed.json"]
-    atomic_write_json(paths[0], res)
     if res.get("plan"):
-        nxt = rank(cfg, res["plan"], out)
-        plan = {**res["plan"], "label_next": nxt.name if nxt else None,
-                "savings": [x for x in res.get("savings", []) if x["method"] == res["plan"]["method"]],
+        # "unknown" ranks the rows held again (a doubling): the way to say more is more labels
+        nxt = rank(cfg, res["plan"], out) if res["plan"].get("action") in ("label", "unknown") else None
+        res["plan"]["label_next"] = nxt.name if nxt else None
+        if nxt:
+            res["plan"]["next"] = next_step(cfg, nxt, sum(1 for _ in nxt.with_suffix(".jsonl").open()))
+        plan = {**res["plan"], "savings": [x for x in res.get("savings", []) if x["method"] == res["plan"]["method"]],
                 "split": res.get("split"), "curve_rule": res.get("rule")}
         atomic_write_json(out / "label_plan.json", plan)
-        paths += [out / "label_plan.json"] + ([nxt] if nxt else [])
+        paths += [out / "label_plan.json"] + ([nxt, nxt.with_suffix(".jsonl")] if nxt else [])
+    atomic_write_json(paths[0], res)
     return paths
 
 
 def run(cfg) -> int:
-    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan)
+    from .rounds import grown
+    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan, grown=grown(cfg))
     paths = write(cfg, res, cfg.report.out_dir)
     print(table(res))
     print(summary(res))

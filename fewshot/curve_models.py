@@ -167,6 +167,26 @@ def fit_curve(ns, ys, rule: str = DEFAULT_RULE, start: Curve | None = None) -> C
     return Curve(rule, tuple(members)) if members else None
 
 
+# where each family keeps its steepness (an exponent): pinned at its upper bound, the fit is a step
+STEEPNESS = {"pow3": 2, "pow4": 2, "mmf4": 3, "wbl4": 3}
+RISE = {"pow3": 1, "pow4": 1, "wbl4": 1}  # the amplitude of the rise: 0 means nothing was learnt
+
+
+def degenerate(curve: Curve) -> str | None:
+    """Why a fitted curve cannot carry a decision, or None: its steepness pinned at the family's bound
+    (a step: the ceiling is read off one jump between two sizes and the curve is flat past it) or its
+    rise at zero (a flat line). Such a fit minimises the error without describing a learning curve."""
+    for f, p in curve.members:
+        if f in STEEPNESS:
+            i, hi = STEEPNESS[f], FAMILIES[f].upper[STEEPNESS[f]]
+            if p[i] >= 0.98 * hi:
+                return (f"the fitted curve is a step ({f} exponent {p[i]:.2f} at its bound {hi:g}: the ceiling "
+                        f"comes from one jump between two sizes)")
+        if f in RISE and p[RISE[f]] <= 1e-9:
+            return f"the fitted curve is flat ({f}: no rise with more rows)"
+    return None
+
+
 def rows_needed(curve: Curve, target: float) -> float:
     """Smallest n >= 1 with curve(n) >= target, by a log grid and bisection; inf when the curve does
     not reach the target below BEYOND rows (every family rises, so the first crossing is the one)."""

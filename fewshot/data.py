@@ -14,7 +14,8 @@ from .file_checks import check_csv, check_encoding
 from .fileio import atomic_write_json, atomic_write_text, dumps_json, sha256_file
 from .models import check_model_path
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
-from .runs import RANDOM, eval_file_name, subset_seeds, train_file_name
+from . import rounds
+from .runs import RANDOM, eval_file_name, sizes_for, subset_seeds, train_file_name
 from .selection import LabelOracle, order as selection_order
 from .selection.random_order import prefix_order
 from .manifest import AUDIT, TRAIN_ROWS
@@ -334,11 +335,15 @@ def build(cfg: Config) -> dict:
     files: dict[str, list[dict]] = {}
     meta: dict[str, dict] = {}
     orders, selection = select(cfg, splits["train"], None if emb is None else emb["train"])
+    # labelling rounds: the asked selection grows by the rows a person labelled (pool rows join train)
+    extra, given, rounds_done = rounds.apply(cfg, rounds.read_rounds(cfg, labels), splits["train"], orders,
+                                             lambda t: neutralize(t, controls)) if d.new_labels else ([], {}, [])
+    train = splits["train"] + extra
     for (sel, seed), order in orders.items():
-        for n in sorted(d.sizes):
+        lab = given.get((sel, seed), {})
+        for n in sizes_for(cfg, sel, seed):
             name = train_file_name(n, seed, d, sel)
-            files[name] = [alpaca_row(instruction, splits["train"][i]["text"], splits["train"][i]["label"])
-                           for i in order[:n]]
+            files[name] = [alpaca_row(instruction, train[i]["text"], lab.get(i, train[i]["label"])) for i in order[:n]]
             meta[name] = {"kind": "train", "size": n, "seed": seed, "selection": sel}
     scored: dict[str, list[int]] = {}
     for split in ("valid", "test"):
@@ -367,7 +372,7 @@ def build(cfg: Config) -> dict:
         meta[name]["tokens"] = token_stats[name]
     atomic_write_json(out / "dataset_info.json", dataset_info)
     # the whole train split, in row order: the labelling plan ranks the rows not yet used from it
-    atomic_write_text(out / TRAIN_ROWS, dumps_json([{"text": r["text"], "label": r["label"]} for r in splits["train"]]))
+    atomic_write_text(out / TRAIN_ROWS, dumps_json([{"text": r["text"], "label": r["label"]} for r in train]))
     atomic_write_json(out / AUDIT, report)
     for w in report["warnings"]:
         print(f"data: warning: {w}")
@@ -384,8 +389,10 @@ def build(cfg: Config) -> dict:
         "stratify": d.stratify,
         # which rows each strategy chose (train row numbers, 0-based, in order: every prefix a subset)
         # and which labels it read to choose them
-        "selection": {sel: {**rec, "orders": {str(s): orders[(sel, s)][:max(d.sizes)] for s in rec["seeds"]}}
+        "selection": {sel: {**rec, "orders": {str(s): orders[(sel, s)][:max(sizes_for(cfg, sel, s))] for s in rec["seeds"]}}
                       for sel, rec in selection.items()},
+        # each labelling round (data.new_labels): its file and hash, the ask it answered, the rows it added
+        "rounds": rounds_done,
         "files": meta,
         "duplicates": {k: report["duplicates"][k] for k in ("action", "grouped", "dropped", "straddling_groups")},
     }

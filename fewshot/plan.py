@@ -66,20 +66,25 @@ def expected_cost(q: float, n_have: int, draws: np.ndarray, costs: Costs) -> flo
 
 
 def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measured_best: float | None = None,
-           ceiling_high: float | None = None, bad_shape: str | None = None) -> dict:
+           ceiling_high: float | None = None, bad_shape: str | None = None, no_stop: str | None = None) -> dict:
     """The next step, from draws of rows needed (inf = never). measured_best: the best mean accuracy
     measured: only a measured target says "enough" (a fit that says the rows held suffice while the
     measurement says not gets a small next round, not a stop); ceiling_high: the upper end of the
     fitted ceiling's interval, widened by the benchmark's farthest error (below the target: more
-    labels will not get there)."""
+    labels will not get there). bad_shape: no decision at all (a dip past noise, a step-shaped fit);
+    no_stop: why the curve cannot carry a "stop" (a measured dip within noise): it says "not enough
+    data to say" where it would have said stop."""
     out = {"target": target, "have": int(n_have)}
-    if bad_shape:
-        return {**out, "action": "unknown", "why": f"not enough data to say: {bad_shape}"}
     if measured_best is not None and measured_best >= target:
         return {**out, "action": "enough", "why": f"{target:.0%} already measured ({measured_best:.3f})"}
+    if bad_shape:
+        return {**out, "action": "unknown", "why": f"not enough data to say: {bad_shape}"}
     if not len(draws):
         return {**out, "action": "unknown", "why": "not enough data to say: no curve could be fitted"}
     reach = float(np.mean(np.isfinite(draws)))
+    if reach < 0.1 and no_stop:
+        return {**out, "action": "unknown", "p_reachable": reach,
+                "why": f"not enough data to say: {reach:.0%} of the curve's draws reach {target:.0%}, but {no_stop}"}
     if reach < 0.1:
         ceil = f" (the fitted ceiling's interval ends at {ceiling_high:.3f})" if ceiling_high is not None else ""
         return {**out, "action": "stop", "p_reachable": reach,
@@ -108,7 +113,21 @@ def words(plan: dict, method_name: str) -> str:
     if a == "label":
         rng = plan.get("rows_needed_interval") or [None, None]
         span = f" (rows needed, 90%: {rng[0]}–{rng[1] or 'beyond'})"
-        return (f"**Plan ({method_name}, {t:.0%})**: label **{plan['label_more']}** more rows ({plan['total']} in "
-                f"all; `label_next.csv` ranks them), then rerun; probability the target is then reached: "
+        sel = plan.get("selection", "random")
+        line = (f"**Plan ({method_name}, {t:.0%})**: label **{plan['label_more']}** more rows ({plan['total']} in "
+                f"all, {sel} rows), then rerun; probability the target is then reached: "
                 f"**{plan['p_reached']:.2f}**; expected total {plan['expected_total']} rows{span}.")
+        return line + next_words(plan)
+    if a == "unknown" and plan.get("next"):
+        return (f"**Plan ({method_name}, {t:.0%})**: {plan['why']}; to say more, label the {plan['next']['rows']} "
+                f"rows `label_next.csv` lists (the rows held again), then rerun." + next_words(plan))
     return f"**Plan ({method_name}, {t:.0%})**: {plan['why']}."
+
+
+def next_words(plan: dict) -> str:
+    """The next step as what to fill and what to run (label_plan.json's 'next')."""
+    nxt = plan.get("next")
+    if not nxt:
+        return ""
+    return (f"\n  **Next**: fill the `label` column of `{nxt['fill']}` (or label its rows in Label Studio and export "
+            f"JSON), save it as `{nxt['save_as']}`; set `{nxt['config_line']}` in the config; run `{nxt['command']}`.")

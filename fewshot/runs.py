@@ -90,10 +90,17 @@ def baseline_name(method: str, size: int, seed: int, selection: str = RANDOM) ->
     return f"{method}_{size}{_sel(selection)}_s{seed}"
 
 
+def sizes_for(cfg, selection: str, seed: int) -> list[int]:
+    """The subset sizes of one selection and seed: data.sizes, plus the sizes labelling rounds reached on
+    it (data.new_labels: only the selection the plan asked for grows, since only its rows got labels)."""
+    from .rounds import round_sizes
+    return sorted(set(cfg.data.sizes) | set(round_sizes(cfg).get((selection, seed), [])))
+
+
 def run_names(cfg) -> list[tuple[str, int, int, str]]:
     """(LoRA run name, size, seed, selection) for every run the config asks for; named after its data file."""
     return [(train_file_name(n, s, cfg.data, sel), n, s, sel) for sel in selections_for(cfg, "llm_lora")
-            for s in seeds_for(cfg, "llm_lora", sel) for n in sorted(cfg.data.sizes)]
+            for s in seeds_for(cfg, "llm_lora", sel) for n in sizes_for(cfg, sel, s)]
 
 
 def icl_sizes(cfg) -> list[int]:

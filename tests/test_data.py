@@ -295,3 +295,18 @@ def test_max_tokens_cuts_documents_the_same_way_in_every_file(write_config):
     small, big = _load(cfg, "llm_train_10"), _load(cfg, "llm_train_30")
     assert {r["input"] for r in small} <= {r["input"] for r in big}  # nested subsets stay nested after the cut
     assert all(r["input"].startswith(INPUT_PREFIX) for r in big)
+
+
+def test_the_own_data_config_keeps_repeated_rows_out_of_test(tmp_path):
+    """configs/own.yaml (the README's starting point for a person's file): a file whose rows repeat gets
+    no test row identical to a train row, and the LLM has three seeds."""
+    rows = text_rows(300, words=10)
+    rows += [dict(r) for r in rows[:60]]  # 60 rows given twice
+    src = write_rows(tmp_path / "rows.csv", rows)
+    cfg = load_config("configs/own.yaml", [f"data.source={src}", f"data.out_dir={tmp_path / 'data'}",
+                                           "data.audit=quick"])
+    assert len(cfg.data.seeds) >= 3 and cfg.data.duplicates == "group"
+    build(cfg)
+    train = {r["text"] for r in json.loads((tmp_path / "data" / "train_rows.json").read_text())}
+    test = [r["input"] for r in json.loads((tmp_path / "data" / "llm_test.json").read_text())]
+    assert test and not any(t.split("\n", 1)[1] in train for t in test)

@@ -151,12 +151,15 @@ def test_report_opens_with_the_plan_and_draws_chosen_rows(write_config):
     plan = json.loads((out / "label_plan.json").read_text())
     assert plan["method"] == "llm_lora" and plan["target"] == 0.9 and plan["action"] in ("label", "stop", "unknown")
     lines = (out / "label_next.csv").read_text().splitlines()
-    assert lines[0] == "rank,train row,text,strategy" and len(lines) > 1
+    assert lines[0] == "rank,row_id,label,text,ask" and len(lines) > 1
     used = set(man["selection"][plan["selection"]]["orders"]["0"][:40])
-    assert all(int(line.split(",")[1]) - 1 not in used for line in lines[1:])
+    rows = [line.split(",")[1] for line in lines[1:]]
+    assert all(r.startswith("train-") and int(r.split("-")[1]) - 1 not in used for r in rows)
+    assert plan["next"]["fill"].endswith("label_next.csv") and plan["next"]["save_as"] == "labels/round1.csv"
     html = (out / "report.html").read_text()
     assert "Traceback" not in html
-    assert html.index("Plan (LLM + LoRA") < html.index("Rows needed per method")
+    assert html.index("Plan (LLM + LoRA") < html.index("Next") < html.index("Rows needed per method")
+    assert "bash study.sh" in html and "data.new_labels: [labels/round1.csv]" in html
 
 
 def test_finish_records_where_the_answers_were_made(write_config):
