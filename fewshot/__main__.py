@@ -11,7 +11,7 @@ from .errors import FewshotError
 RESOLVED_NEXT_TO = {"data": lambda c: c.data.out_dir, "train": lambda c: c.train.out_dir,
                     "eval": lambda c: c.eval.out_dir, "baselines": lambda c: c.eval.out_dir,
                     "sweep": lambda c: c.sweep.out_dir}
-STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench", "plan-bench", "estimate")
+STEPS = ("data", "train", "eval", "baselines", "curve", "report", "sweep", "bench", "curve-bench", "plan-bench", "plan-replay", "estimate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="plan-bench: LCDB's half to follow (choose: where plan.cost_per_round was chosen)")
     ap.add_argument("--cost-per-round", type=float, default=None,
                     help="plan-bench: the cost of one more round, in labels (default plan.cost_per_round)")
-    ap.add_argument("--curves", help="plan-bench: a file of real learning curves to follow instead of LCDB's "
+    ap.add_argument("--curves", help="plan-bench: a file of real learning curves to follow instead of LCDB's; plan-replay: a dense curve "
+                    "of the same method and set, for the fewest rows that reach the target "
                     "(bench/own_text_curves.py writes one)")
+    ap.add_argument("--rounds", type=int, default=4, help="plan-replay: the most labelling rounds to follow")
     ap.add_argument("--max-curves", type=int, default=None, help="curve-bench: LCDB curves per half (default all)")
     ap.add_argument("--boot", type=int, default=20, help="curve-bench: bootstrap draws per interval")
     ap.add_argument("--out", default="bench/results", help="curve-bench: where its table goes")
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="curve-bench: only the --objs curves, with the committed calibration (no LCDB)")
     ap.add_argument("--write-calibration", action="store_true",
                     help="curve-bench: also replace fewshot/curve_calibration.json, which the curve step reads")
+    ap.add_argument("--write-odds", action="store_true",
+                    help="plan-bench --half choose: fit the correction of the plan's stated odds (fewshot/plan_odds.json)")
     ap.add_argument("--calibrate", action="store_true",
                     help="estimate: first recalibrate this CPU kind from the finished study of this config")
     args = ap.parse_args(argv)
@@ -93,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             from .plan import Costs
             costs = Costs(round=args.cost_per_round) if args.cost_per_round is not None else None
             return plan_bench_run(args.lcdb, args.max_curves, args.boot, args.out, costs, curves_file=args.curves,
-                                  half=args.half)
+                                  half=args.half, write_odds=args.write_odds)
+        if args.step == "plan-replay":
+            from .plan_replay import run as replay_run
+            return replay_run(cfg, args.rounds, args.curves)
         if args.step == "curve-bench":
             from .curve_bench import run as curve_bench_run
             return curve_bench_run(args.lcdb, args.objs, args.max_curves, args.boot, args.out,

@@ -160,9 +160,10 @@ def _series(points: list[Point], k: int, metric: str, rows_idx=None, rng=None):
 # ---------------------------------------------------------------- the analysis
 
 def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
-            calibration: dict | None = None, plan_cfg=None, grown: str | None = None) -> dict:
+            calibration: dict | None = None, plan_cfg=None, grown: str | None = None, available: tuple | None = None
+            ) -> dict:
     """Every fit, answer, comparison and the plan. grown: the selection labelling rounds grew (the plan
-    continues it: only its rows have labels)."""
+    continues it: only its rows have labels); available: the rows a plan can still ask for (rounds.rows_available)."""
     cal = calibration or load_calibration()
     rule = cal["rule"]
     points, labels = load_points(objs_dir)
@@ -229,7 +230,8 @@ def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed:
         out["comparisons_best"] = compare({b: by_m[key(b, sel)] for b, sel in best.items()}, k, boot_rows, seed)
     out["savings"] = savings(fits, boots, out["labels_needed"], targets)
     if plan_cfg is not None:
-        out["plan"] = make_plan(plan_cfg, best, by_m, fits, boots, out["fits"], k, cal, seed, out["savings"], grown)
+        out["plan"] = make_plan(plan_cfg, best, by_m, fits, boots, out["fits"], k, cal, seed, out["savings"], grown,
+                                available)
     out["cost"] = cost_table(points, out["labels_needed"])
     out["split"] = "/".join(sorted({str(r.get("split")) for r in load_results(objs_dir) if r.get("split")}))
     icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in load_results(objs_dir)
@@ -369,7 +371,7 @@ def plan_selection(method: str, best: dict, saved: list[dict], grown: str | None
 
 
 def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list[dict], k: int, cal: dict,
-              seed: int, saved: list[dict] = (), grown: str | None = None) -> dict:
+              seed: int, saved: list[dict] = (), grown: str | None = None, available: tuple | None = None) -> dict:
     """The labelling plan (fewshot/plan.py) for plan.method on the rows plan_selection picks."""
     from . import plan as P
     sel, why_sel = plan_selection(p.method, best, list(saved), grown)
@@ -388,17 +390,16 @@ def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list
         shape_ = f"no learning curve ({fit.get('status', 'no fit')})"
     if (m, "accuracy") in fits and not shape_:
         shape_ = cm.degenerate(fits[(m, "accuracy")])
-    steps = sorted(means.items())
-    dip = next(((a, b, n0, n1) for (n0, a), (n1, b) in zip(steps, steps[1:]) if b < a), None)
-    no_stop = (f"the measured accuracy dips from {dip[0]:.3f} at {dip[2]} rows to {dip[1]:.3f} at {dip[3]} (within "
-               f"noise, but a curve that dips cannot rule the target out)") if dip else None
+    no_stop = P.dip_reason(means)
     draws = P.rows_draws(boots.get((m, "accuracy"), []), p.target, n_have, P.widen_from(cal),
                          np.random.default_rng(seed + 99)) if (m, "accuracy") in fits else np.array([])
     ceiling_hi = (fit.get("ceiling_interval") or [None, None])[1]
     if ceiling_hi is not None:  # the ceiling is a forecast past every size: add the farthest benchmarked error
         ceiling_hi += P.widen_from(cal)(math.inf)
     out = P.decide(draws, n_have, p.target, P.Costs(p.cost_per_label, p.cost_per_round, p.max_ratio),
-                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_, no_stop=no_stop)
+                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_, no_stop=no_stop,
+                   odds=P.load_odds(), max_total=None if not available else available[1] if available[0] == "train"
+                   else n_have + available[1])
     return {**rec, **out, "draws": len(draws)}
 
 
@@ -810,8 +811,9 @@ def write(cfg, res: dict, out_dir) -> list[Path]:
 
 
 def run(cfg) -> int:
-    from .rounds import grown
-    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan, grown=grown(cfg))
+    from .rounds import grown, rows_available
+    res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan, grown=grown(cfg),
+                  available=rows_available(cfg))
     paths = write(cfg, res, cfg.report.out_dir)
     print(table(res))
     print(summary(res))

@@ -11,14 +11,28 @@ the data carries LCDB's 4x error. `decide` is pure arithmetic on those draws (te
 backtested on LCDB's curves by `python -m fewshot plan-bench`)."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import curve_models as cm
 
 Z90 = 1.6449  # a normal's 90% half-width in standard deviations
+ODDS = Path(__file__).with_name("plan_odds.json")  # the stated odds' correction, fitted on LCDB's choosing half
+
+
+def load_odds(path: Path = ODDS) -> dict | None:
+    """The correction plan-bench fitted (`--half choose --write-odds`): the model's p of reaching the target
+    against how often it happened, isotonic. None without the file: the model's p is stated as it is."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def recalibrate(p: float, odds: dict | None) -> float:
+    """The probability to state for the model's p: read off the isotonic map (linear between its steps)."""
+    return float(np.interp(p, odds["x"], odds["y"])) if odds else float(p)
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,18 @@ def rows_draws(boots, target: float, n_have: int, widen, rng: np.random.Generato
     return np.array(out, float)
 
 
+def dip_reason(means: dict) -> str | None:
+    """Why a measured curve cannot rule a target out: its mean falls from one size to the next (even within
+    noise). A curve that dips has not shown its shape, so no 'stop' is read from its fit."""
+    steps = sorted(means.items())
+    dip = next(((n0, a, n1, b) for (n0, a), (n1, b) in zip(steps, steps[1:]) if b < a), None)
+    if dip is None:
+        return None
+    n0, a, n1, b = dip
+    return (f"the measured accuracy dips from {a:.3f} at {n0} rows to {b:.3f} at {n1} (within noise, but a curve "
+            f"that dips cannot rule the target out)")
+
+
 def expected_cost(q: float, n_have: int, draws: np.ndarray, costs: Costs) -> float:
     """Labels bought now, plus, where q falls short of a draw N, the rounds still needed to get there
     (each buys at most max_ratio times the rows held: ceil(log(N/q) / log(max_ratio)) of them) and the
@@ -66,14 +92,16 @@ def expected_cost(q: float, n_have: int, draws: np.ndarray, costs: Costs) -> flo
 
 
 def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measured_best: float | None = None,
-           ceiling_high: float | None = None, bad_shape: str | None = None, no_stop: str | None = None) -> dict:
+           ceiling_high: float | None = None, bad_shape: str | None = None, no_stop: str | None = None,
+           odds: dict | None = None, max_total: int | None = None) -> dict:
     """The next step, from draws of rows needed (inf = never). measured_best: the best mean accuracy
     measured: only a measured target says "enough" (a fit that says the rows held suffice while the
     measurement says not gets a small next round, not a stop); ceiling_high: the upper end of the
     fitted ceiling's interval, widened by the benchmark's farthest error (below the target: more
     labels will not get there). bad_shape: no decision at all (a dip past noise, a step-shaped fit);
     no_stop: why the curve cannot carry a "stop" (a measured dip within noise): it says "not enough
-    data to say" where it would have said stop."""
+    data to say" where it would have said stop. odds: the correction of the stated p (load_odds); the
+    model's own p stays in p_model. max_total: the most rows there are to label (the pool's end)."""
     out = {"target": target, "have": int(n_have)}
     if measured_best is not None and measured_best >= target:
         return {**out, "action": "enough", "why": f"{target:.0%} already measured ({measured_best:.3f})"}
@@ -91,15 +119,20 @@ def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measu
                 "why": f"unlikely to reach {target:.0%} with more labels: {reach:.0%} of the curve's draws, the "
                        f"benchmark's error included, ever get there{ceil}"}
     finite = draws[np.isfinite(draws)]
-    top = n_have * costs.max_ratio
+    top = min(n_have * costs.max_ratio, max_total or math.inf)
+    if top <= n_have * 1.05:
+        return {**out, "action": "unknown", "p_reachable": reach,
+                "why": f"not enough data to say: no unlabelled rows left to ask for ({n_have} of {max_total} held); "
+                       f"add rows through plan.pool"}
     grid = np.unique(np.round(np.geomspace(n_have * 1.05, top, 60)).astype(int))
     cost = [expected_cost(q, n_have, finite, costs) for q in grid]
     q = int(grid[int(np.argmin(cost))])  # past the top, the round buys the top and the next round goes on
-    p = float(np.mean(draws <= q))
+    p_model = float(np.mean(draws <= q))
+    p = recalibrate(p_model, odds)
     total = float(np.mean(np.where(finite > q, finite, q)))
     lo, hi = (float(x) for x in np.percentile(finite, [5, 95]))
-    return {**out, "action": "label", "label_more": q - int(n_have), "total": q, "p_reached": p,
-            "p_reachable": reach, "expected_total": math.ceil(total),
+    return {**out, "action": "label", "label_more": q - int(n_have), "total": q, "p_reached": p, "p_model": p_model,
+            "odds_corrected": bool(odds), "p_reachable": reach, "expected_total": math.ceil(total),
             "rows_needed_interval": [math.ceil(lo), math.ceil(hi) if hi < cm.BEYOND else None],
             "why": f"label {q - int(n_have)} more rows ({q} in all), then rerun: {target:.0%} is then reached "
                    f"with probability {p:.2f}; expected total {math.ceil(total)} rows"}

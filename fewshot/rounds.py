@@ -269,6 +269,19 @@ def _study_config(cfg) -> str:
     return str(p)
 
 
+def rows_available(cfg) -> tuple[str, int] | None:
+    """What a plan can still ask for: ('train', rows of the train split) or ('pool', plan.pool's rows not yet
+    labelled); None before the data step has run."""
+    p = Path(cfg.data.out_dir) / "manifest.json"
+    if not p.exists():
+        return None
+    man = read_json(p)
+    if cfg.plan.pool:
+        labelled = {rid for r in man.get("rounds", []) for rid in r["rows"] if rid.startswith("pool-")}
+        return "pool", len(pool_texts(cfg.plan.pool, cfg.data.text_field)) - len(labelled)
+    return "train", int(man["split_rows"]["train"])
+
+
 _SIZES: dict[tuple, dict] = {}
 
 

@@ -154,3 +154,36 @@ def test_a_step_fit_and_a_one_seed_noisy_selection_get_no_stop(tmp_path):
     assert "step" in grown["why"] or "dips" in grown["why"]
     fit = cm.fit_curve([16, 32, 64, 128], [0.28, 0.59, 0.54, 0.575])
     assert "step" in cm.degenerate(fit) and cm.degenerate(cm.fit_curve([16, 32, 64, 128], [0.40, 0.46, 0.52, 0.58])) is None
+
+
+def test_the_reliability_table_and_brier_score_of_stated_odds():
+    from fewshot.plan_bench import calibration
+    said = [{"say": "label", "p": 0.2, "happened": k < 2} for k in range(10)]   # said 0.2, happened 0.2
+    said += [{"say": "label", "p": 0.8, "happened": k < 3} for k in range(30)]  # said 0.8, happened 0.1
+    said += [{"say": "stop", "p": 0.05, "happened": True}]
+    cal = calibration([{"stated": said}], "label")
+    assert cal["cases"] == 40 and [t["cases"] for t in cal["table"]] == [10, 30]
+    assert cal["table"][0]["gap"] == pytest.approx(0.0) and cal["table"][1]["gap"] == pytest.approx(-0.7)
+    assert cal["within_0.10"] is False  # the 30-case bin misses; the 10-case bin is too small to judge
+    assert cal["brier"] == pytest.approx((10 * 0.2 * 0.8 + 3 * 0.2 ** 2 + 27 * 0.8 ** 2) / 40)
+    assert calibration([{"stated": said}], "stop")["table"][0]["observed"] == 1.0
+
+
+def test_the_stated_odds_are_the_model_s_read_through_the_correction():
+    """decide states the corrected p (plan_odds.json's isotonic map) and keeps the model's own beside it."""
+    from fewshot.plan import recalibrate
+    odds = {"x": [0.0, 0.5, 1.0], "y": [0.3, 0.4, 0.6]}
+    draws = np.array([100.0] * 50 + [10_000.0] * 50)  # half the draws reach the target at 100 rows
+    plain = decide(draws, 64, 0.8, Costs(round=1e6, max_ratio=2.0))
+    fixed = decide(draws, 64, 0.8, Costs(round=1e6, max_ratio=2.0), odds=odds)
+    assert plain["total"] == fixed["total"]  # the correction changes what is said, not what is bought
+    assert fixed["p_model"] == plain["p_reached"] and fixed["p_reached"] == pytest.approx(recalibrate(plain["p_reached"], odds))
+    assert recalibrate(0.25, odds) == pytest.approx(0.35) and recalibrate(0.25, None) == 0.25
+
+
+def test_the_plan_asks_for_no_more_rows_than_there_are():
+    draws = np.full(100, 5000.0)  # every draw needs 5000 rows
+    capped = decide(draws, 64, 0.8, Costs(), max_total=100)
+    assert capped["action"] == "label" and capped["total"] <= 100 and capped["p_reached"] == 0.0
+    none_left = decide(draws, 64, 0.8, Costs(), max_total=64)
+    assert none_left["action"] == "unknown" and "no unlabelled rows left" in none_left["why"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "fewshot"
 STEPS = {"data", "train", "eval", "baselines", "curve", "report"}
-DRIVERS = {"__main__", "sweep", "bench", "curve_bench", "plan_bench"}  # they run steps, by design
+DRIVERS = {"__main__", "sweep", "bench", "curve_bench", "plan_bench", "plan_replay"}  # they run steps, by design
 
 
 def _module(path: Path) -> str:
