@@ -16,8 +16,8 @@ from .selection import LabelOracle, order as selection_order
 
 
 def rank(cfg, plan: dict, out_dir) -> Path | None:
-    """Write label_next.csv and label_next.jsonl (the plan's next rows: its label_more, else the largest
-    subset size again), each row with its stable row_id and an empty label for a person to fill, and keep
+    """Write label_next.csv and label_next.jsonl (the plan's next rows: its label_more, else the rows held
+    again), each row with its stable row_id and an empty label for a person to fill, and keep
     the ask in asks/<ask>.json so that the filled file can be checked when it comes back (data.new_labels)."""
     from datetime import datetime, timezone
     from .embeddings import embed
@@ -35,7 +35,7 @@ def rank(cfg, plan: dict, out_dir) -> Path | None:
     bought = rec["orders"][str(seed)][:have]
     train = read_json(rows_file)
     n_split = int(man.get("split_rows", {}).get("train", len(train)))  # past it: pool rows a round labelled
-    q = int(plan.get("label_more") or max(cfg.data.sizes))
+    q = int(plan.get("label_more") or have)  # no number from the plan: the rows held again (a doubling)
     if cfg.plan.pool:
         labelled = {rid for r in man.get("rounds", []) for rid in r["rows"] if rid.startswith("pool-")}
         pool = [(j, t) for j, t in enumerate(pool_texts(cfg.plan.pool, cfg.data.text_field))

@@ -69,6 +69,20 @@ def rows_draws(boots, target: float, n_have: int, widen, rng: np.random.Generato
     return np.array(out, float)
 
 
+def stop_unproven(odds: dict | None) -> str | None:
+    """Why a 'stop' may not be said: it is said only where the benchmark's stops came true about as rarely as
+    they stated (20 or more of them, reaching the target at most 0.10 more often than stated). None without a
+    correction file (the model's arithmetic alone, as tests use it)."""
+    if not odds:
+        return None
+    st = odds.get("stop") or {}
+    n, k = st.get("cases", 0), st.get("reached", 0)
+    if n >= 20 and k / n <= (st.get("stated") or 0) + 0.10:
+        return None
+    return (f"a 'stop' is not backtested as that unlikely (on LCDB's choosing half {k} of {n} such stops reached the "
+            f"target after all; docs/selection.md)")
+
+
 def dip_reason(means: dict) -> str | None:
     """Why a measured curve cannot rule a target out: its mean falls from one size to the next (even within
     noise). A curve that dips has not shown its shape, so no 'stop' is read from its fit."""
@@ -113,6 +127,10 @@ def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measu
     if reach < 0.1 and no_stop:
         return {**out, "action": "unknown", "p_reachable": reach,
                 "why": f"not enough data to say: {reach:.0%} of the curve's draws reach {target:.0%}, but {no_stop}"}
+    unproven = stop_unproven(odds)
+    if reach < 0.1 and unproven:
+        return {**out, "action": "unknown", "p_reachable": reach,
+                "why": f"not enough data to say: {reach:.0%} of the curve's draws reach {target:.0%}, but {unproven}"}
     if reach < 0.1:
         ceil = f" (the fitted ceiling's interval ends at {ceiling_high:.3f})" if ceiling_high is not None else ""
         return {**out, "action": "stop", "p_reachable": reach,

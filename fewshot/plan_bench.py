@@ -116,14 +116,16 @@ def follow(c: dict, rule: str, cal: dict, costs: Costs, n_boot: int, far: float 
             if action == "stop":  # stated: the odds of ever reaching it; happened: does the curve reach it past here
                 stated.append({"round": rounds + 1, "say": "stop", "p": d["p_reachable"],
                                "happened": any(m >= target for n, m in mean.items() if n > have)})
-            if action != "label":
+            if action == "unknown":  # as the study does: no number, so the rows held again (a doubling)
+                q = 2 * have
+            elif action != "label":
                 why = action
                 break
-            # the round buys the grid size at or past q: its odds are the draws' share at or under that size
-            bought = max(_grid_at_least(sizes, q), next((n for n in sizes if n > have), have))
-            p_model = float(np.mean(d["draws"] <= bought))
-            stated.append({"round": rounds + 1, "say": "label", "p_said": d["p_reached"], "bought": bought,
-                           "p_model": p_model, "p": recalibrate(p_model, odds), "happened": mean[bought] >= target})
+            else:  # the round buys the grid size at or past q: its odds are the draws' share at or under that size
+                bought = max(_grid_at_least(sizes, q), next((n for n in sizes if n > have), have))
+                p_model = float(np.mean(d["draws"] <= bought))
+                stated.append({"round": rounds + 1, "say": "label", "p_said": d["p_reached"], "bought": bought,
+                               "p_model": p_model, "p": recalibrate(p_model, odds), "happened": mean[bought] >= target})
         elif rule == "double":
             q = 2 * have
         else:  # prodigy: continue while the last quarter of the rows improved accuracy, adding a third
@@ -177,8 +179,10 @@ def fit_odds(recs: list[dict]) -> dict:
     xs = [(s["p_model"], float(s["happened"])) for r in recs for s in r.get("stated", []) if s["say"] == "label"]
     p, y = np.array(xs).T
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+    stops = [s for r in recs for s in r.get("stated", []) if s["say"] == "stop"]
     return {"x": [round(float(v), 4) for v in iso.X_thresholds_], "y": [round(float(v), 4) for v in iso.y_thresholds_],
-            "cases": len(xs)}
+            "cases": len(xs), "stop": {"cases": len(stops), "reached": sum(bool(s["happened"]) for s in stops),
+                                       "stated": float(np.mean([s["p"] for s in stops])) if stops else None}}
 
 
 def calibration(recs: list[dict], say: str | None = None, key: str = "p") -> dict:

@@ -229,7 +229,9 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
         env_bin("train", "llamafactory-cli")
     slots = gpu_slots(cfg)
     sha = lambda n: manifest["files"][n]["sha256"]
-    lanes = [] if slots or device_and_precision(cfg)[0] != "cpu" else cpu_lanes(cfg.train.cpu_parallel, len(runs))
+    # lanes for the runs left to train: one run left (a labelling round's new size) takes every core
+    left = sum(not is_done(cfg, n, run_hash(lf_args(cfg, n, sha(n), size))) for n, size, _ in runs)
+    lanes = [] if slots or device_and_precision(cfg)[0] != "cpu" else cpu_lanes(cfg.train.cpu_parallel, left)
     status: dict[str, str] = {}
     with procs.TermAsInterrupt():
         if len(slots) > 1 or lanes:

@@ -187,3 +187,13 @@ def test_the_plan_asks_for_no_more_rows_than_there_are():
     assert capped["action"] == "label" and capped["total"] <= 100 and capped["p_reached"] == 0.0
     none_left = decide(draws, 64, 0.8, Costs(), max_total=64)
     assert none_left["action"] == "unknown" and "no unlabelled rows left" in none_left["why"]
+
+
+def test_stop_is_said_only_where_the_benchmark_backs_it():
+    never = np.full(100, math.inf)  # no draw ever reaches the target
+    odds = {"x": [0.0, 1.0], "y": [0.0, 1.0]}
+    assert decide(never, 64, 0.9, Costs())["action"] == "stop"  # the arithmetic alone
+    wrong = decide(never, 64, 0.9, Costs(), odds={**odds, "stop": {"cases": 9, "reached": 9, "stated": 0.02}})
+    assert wrong["action"] == "unknown" and "9 of 9 such stops reached the target" in wrong["why"]
+    backed = decide(never, 64, 0.9, Costs(), odds={**odds, "stop": {"cases": 40, "reached": 2, "stated": 0.02}})
+    assert backed["action"] == "stop"
