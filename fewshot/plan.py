@@ -147,13 +147,19 @@ def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measu
     q = int(grid[int(np.argmin(cost))])  # past the top, the round buys the top and the next round goes on
     p_model = float(np.mean(draws <= q))
     p = recalibrate(p_model, odds)
-    total = float(np.mean(np.where(finite > q, finite, q)))
+    # the total the draws end at: the median (rows needed has a heavy tail; a mean of it can read 3e9 rows)
+    total = float(np.median(np.where(draws > q, draws, q)))
     lo, hi = (float(x) for x in np.percentile(finite, [5, 95]))
     return {**out, "action": "label", "label_more": q - int(n_have), "total": q, "p_reached": p, "p_model": p_model,
-            "odds_corrected": bool(odds), "p_reachable": reach, "expected_total": math.ceil(total),
+            "odds_corrected": bool(odds), "p_reachable": reach,
+            "median_total": math.ceil(total) if math.isfinite(total) else None,
             "rows_needed_interval": [math.ceil(lo), math.ceil(hi) if hi < cm.BEYOND else None],
             "why": f"label {q - int(n_have)} more rows ({q} in all), then rerun: {target:.0%} is then reached "
-                   f"with probability {p:.2f}; expected total {math.ceil(total)} rows"}
+                   f"with probability {p:.2f}; median total {_rows(total)}"}
+
+
+def _rows(n) -> str:
+    return f"{math.ceil(n)} rows" if n is not None and math.isfinite(n) else "beyond every size the curve reaches"
 
 
 def words(plan: dict, method_name: str) -> str:
@@ -167,7 +173,7 @@ def words(plan: dict, method_name: str) -> str:
         sel = plan.get("selection", "random")
         line = (f"**Plan ({method_name}, {t:.0%})**: label **{plan['label_more']}** more rows ({plan['total']} in "
                 f"all, {sel} rows), then rerun; probability the target is then reached: "
-                f"**{plan['p_reached']:.2f}**; expected total {plan['expected_total']} rows{span}.")
+                f"**{plan['p_reached']:.2f}**; median total {_rows(plan['median_total'])}{span}.")
         return line + next_words(plan)
     if a == "unknown" and plan.get("next"):
         return (f"**Plan ({method_name}, {t:.0%})**: {plan['why']}; to say more, label the {plan['next']['rows']} "

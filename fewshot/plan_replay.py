@@ -4,7 +4,7 @@ the replay fills the asked rows' labels from the source (and only those: the per
 file to data.new_labels, and reruns data, training and scoring, curve. It stops when the target is
 measured, the plan says stop or cannot say, or after --rounds rounds.
 
-Each round's record: what the plan said (q, p of reaching the target with those rows, expected total),
+Each round's record: what the plan said (q, p of reaching the target with those rows, median total),
 the accuracy then measured at the new size, and the labels used; with --curves (a dense curve of the
 same method on the same set, the format of bench/results/own_text_curves.json) also the fewest rows that
 reach the target on it. plan.method's steps run: the cheap baselines in seconds on a CPU, the LLM's
@@ -89,7 +89,7 @@ def run(cfg: Config, rounds: int = 4, curves_file: str | None = None) -> int:
             record[-1]["measured"] = _measured(cur, plan, plan["have"])
             record[-1]["reached"] = bool(record[-1]["measured"] is not None and record[-1]["measured"] >= cfg.plan.target)
         said = {x: plan.get(x) for x in ("action", "selection", "have", "label_more", "total", "p_reached",
-                                         "expected_total", "why")}
+                                         "median_total", "why")}
         print(f"[plan-replay] round {k}: {plan['have']} rows held; plan: {plan['why']}", flush=True)
         if plan["action"] != "label" or k == rounds:
             record.append({**said, "round": k, "final": True})
@@ -106,7 +106,7 @@ def run(cfg: Config, rounds: int = 4, curves_file: str | None = None) -> int:
     for r in record:
         m = r.get("measured")
         print(f"[plan-replay] round {r['round']}: {r['action']} {r.get('label_more') or ''} (p {r.get('p_reached')}, "
-              f"expected {r.get('expected_total')}) -> measured {'-' if m is None else f'{m:.3f}'}")
+              f"median total {r.get('median_total')}) -> measured {'-' if m is None else f'{m:.3f}'}")
     print(f"[plan-replay] labels used {used}; fewest on the dense curve {out['fewest_on_dense_curve']}; "
           f"{Path(cfg.report.out_dir) / 'plan_replay.json'}")
     return 0

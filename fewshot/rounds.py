@@ -201,8 +201,6 @@ def read_round(cfg, path: str, labels: list[str] | None = None) -> Round:
         if f.row_id not in asked:
             raise DataError(f"{where}: row {f.line}: row_id {f.row_id} was not asked for (ask {ask['ask']} lists "
                             f"{len(asked)} rows; label only the rows label_next listed)")
-        if f.ask and f.ask != ask["ask"]:
-            raise DataError(f"{where}: row {f.line}: ask {f.ask}, the file's others {ask['ask']}")
         if f.text is not None and text_hash(f.text) != parse_id(f.row_id)[2]:
             raise DataError(f"{where}: row {f.line}: the text no longer matches its row_id {f.row_id} (edited?); "
                             f"label the row as it was listed")

@@ -26,7 +26,7 @@ def test_a_sure_curve_buys_exactly_what_it_needs():
     assert np.allclose(draws, 100)
     p = decide(draws, 32, 0.8, Costs(1.0, 100.0, 8.0))
     assert p["action"] == "label" and 100 <= p["total"] <= 110 and p["label_more"] == p["total"] - 32
-    assert p["p_reached"] == 1.0 and p["expected_total"] == p["total"]
+    assert p["p_reached"] == 1.0 and p["median_total"] == p["total"]
 
 
 def test_expected_cost_is_labels_now_plus_a_round_where_short():

@@ -179,6 +179,6 @@ def test_the_plan_says_what_to_fill_and_what_to_run(write_config, tmp_path):
     cfg = load_config(write_config())
     nxt = next_step(cfg, "report/label_next.csv", 12)
     line = words({"action": "label", "target": 0.8, "label_more": 12, "total": 42, "p_reached": 0.6,
-                  "expected_total": 50, "selection": "typical", "next": nxt}, "LLM + LoRA")
+                  "median_total": 50, "selection": "typical", "next": nxt}, "LLM + LoRA")
     assert "`report/label_next.csv`" in line and "labels/round1.csv" in line
     assert f"CONFIG={cfg.path} bash study.sh" in line and "data.new_labels: [labels/round1.csv]" in line
