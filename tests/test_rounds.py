@@ -182,3 +182,21 @@ def test_the_plan_says_what_to_fill_and_what_to_run(write_config, tmp_path):
                   "median_total": 50, "selection": "typical", "next": nxt}, "LLM + LoRA")
     assert "`report/label_next.csv`" in line and "labels/round1.csv" in line
     assert f"CONFIG={cfg.path} bash study.sh" in line and "data.new_labels: [labels/round1.csv]" in line
+
+
+def test_plan_replay_follows_the_plan_through_the_steps(write_config, tmp_path):
+    """Two rounds of the loop on synthetic rows with TF-IDF: each round's rows are the plan's ask filled from
+    the source, and the next round holds exactly the rows the plan asked for."""
+    from fewshot.plan_replay import run
+    cfg = load_config(write_config({"data.sizes": [10, 20, 40, 80], "data.synthetic_rows": 1500,
+                                    "baselines.methods": ["tfidf"], "baselines.seeds": [0, 1],
+                                    "plan.method": "tfidf", "plan.target": 0.97, "report.curve_bootstrap": 30}))
+    assert run(cfg, rounds=2) == 0
+    rec = json.loads((Path(cfg.report.out_dir) / "plan_replay.json").read_text())
+    first = rec["rounds"][0]
+    assert first["have"] == 80 and first["action"] in ("label", "enough", "unknown")
+    if first["action"] == "label":
+        assert first["reached_size"] == first["total"] and rec["rounds"][1]["have"] == first["total"]
+        assert first["measured"] is not None and Path(first["file"]).exists()
+        man = json.loads((Path(cfg.data.out_dir) / "manifest.json").read_text())
+        assert man["rounds"][0]["to"] == first["total"]
