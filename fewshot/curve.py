@@ -396,10 +396,11 @@ def make_plan(p, best: dict, by_m: dict, fits: dict, boots: dict, fit_recs: list
     ceiling_hi = (fit.get("ceiling_interval") or [None, None])[1]
     if ceiling_hi is not None:  # the ceiling is a forecast past every size: add the farthest benchmarked error
         ceiling_hi += P.widen_from(cal)(math.inf)
+    # the most rows a round can reach: the train split, or the rows held plus the pool's unlabelled ones
+    max_total = None if not available else available[1] if available[0] == "train" else n_have + available[1]
     out = P.decide(draws, n_have, p.target, P.Costs(p.cost_per_label, p.cost_per_round, p.max_ratio),
                    measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_, no_stop=no_stop,
-                   odds=P.load_odds(), max_total=None if not available else available[1] if available[0] == "train"
-                   else n_have + available[1])
+                   odds=P.load_odds(), max_total=max_total)
     return {**rec, **out, "draws": len(draws)}
 
 

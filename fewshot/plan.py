@@ -140,8 +140,8 @@ def decide(draws: np.ndarray, n_have: int, target: float, costs: Costs, *, measu
     top = min(n_have * costs.max_ratio, max_total or math.inf)
     if top <= n_have * 1.05:
         return {**out, "action": "unknown", "p_reachable": reach,
-                "why": f"not enough data to say: no unlabelled rows left to ask for ({n_have} of {max_total} held); "
-                       f"add rows through plan.pool"}
+                "why": f"not enough data to say: {max(0, max_total - n_have)} unlabelled rows left to ask for ({n_have} "
+                       f"of {max_total} held), too few for a round; add rows through plan.pool"}
     grid = np.unique(np.round(np.geomspace(n_have * 1.05, top, 60)).astype(int))
     cost = [expected_cost(q, n_have, finite, costs) for q in grid]
     q = int(grid[int(np.argmin(cost))])  # past the top, the round buys the top and the next round goes on

@@ -186,7 +186,7 @@ def test_the_plan_asks_for_no_more_rows_than_there_are():
     capped = decide(draws, 64, 0.8, Costs(), max_total=100)
     assert capped["action"] == "label" and capped["total"] <= 100 and capped["p_reached"] == 0.0
     none_left = decide(draws, 64, 0.8, Costs(), max_total=64)
-    assert none_left["action"] == "unknown" and "no unlabelled rows left" in none_left["why"]
+    assert none_left["action"] == "unknown" and "0 unlabelled rows left" in none_left["why"]
 
 
 def test_stop_is_said_only_where_the_benchmark_backs_it():
