@@ -44,13 +44,13 @@ def rank(cfg, plan: dict, out_dir) -> Path | None:
         labels = [train[i]["label"] for i in bought] + [None] * len(pool)
         start = list(range(len(bought)))
         ids = [None] * len(bought) + [row_id("pool", j, t) for j, t in pool]
-        candidates = None
+        limit = len(texts)
     else:
         texts, labels = [r["text"] for r in train], [r["label"] for r in train]
         start = list(bought)
         ids = [row_id("train", i, t) if i < n_split else None for i, t in enumerate(texts)]
-        candidates = n_split
-    q = min(q, (candidates or len(texts)) - len([i for i in start if i < (candidates or len(texts))]))
+        limit = n_split  # the rows a round may ask for lie below it
+    q = min(q, limit - sum(i < limit for i in start))
     if q <= 0:
         return None
     oracle = LabelOracle(labels)

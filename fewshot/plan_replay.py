@@ -38,7 +38,7 @@ def _steps(cfg: Config) -> None:
 
 
 def _fill(cfg: Config, ask_csv: Path, out: Path) -> int:
-    """The person's part: the asked rows' labels, read from the source's train rows (pool rows: --pool-labels)."""
+    """The person's part: the asked rows' labels, read from the source's train rows."""
     truth = read_json(Path(cfg.data.out_dir) / TRAIN_ROWS)
     df = pd.read_csv(ask_csv, dtype=str, keep_default_na=False)
     df["label"] = [truth[parse_id(r)[1]]["label"] for r in df["row_id"]]

@@ -78,14 +78,21 @@ def _cell(v) -> str | None:
     return s or None
 
 
-def _from_dicts(rows: list, where: str) -> list[Filled]:
+def _filled(line: int, d: dict, label=None, from_label: bool = True) -> Filled:
+    """One row from its columns (a CSV or JSONL row, or a Label Studio task's data)."""
+    return Filled(line, _cell(d.get("row_id")) or "", _cell(d.get("label")) if from_label else label,
+                  _cell(d.get("text")), _cell(d.get("ask")))
+
+
+def _from_dicts(rows: list, where: str, first: int = 1) -> list[Filled]:
+    """Rows as objects with the columns label_next wrote; `first`: the line the first row is on."""
     out = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
-            raise DataError(f"{where}: row {i + 1}: expected an object with row_id and label, got {type(r).__name__}")
+            raise DataError(f"{where}: row {i + first}: expected an object with row_id and label, got {type(r).__name__}")
         if "row_id" not in r:
-            raise DataError(f"{where}: row {i + 1}: no 'row_id' (keep the columns label_next wrote: {', '.join(COLUMNS)})")
-        out.append(Filled(i + 1, _cell(r.get("row_id")) or "", _cell(r.get("label")), _cell(r.get("text")), _cell(r.get("ask"))))
+            raise DataError(f"{where}: row {i + first}: no 'row_id' (keep the columns label_next wrote: {', '.join(COLUMNS)})")
+        out.append(_filled(i + first, r))
     return out
 
 
@@ -106,7 +113,7 @@ def _label_studio(tasks: list, where: str) -> list[Filled]:
                 raise DataError(f"{where}: task {i + 1} (row_id {data['row_id']}): {len(choices)} choices "
                                 f"{choices}; a row takes one label")
             label = _cell(choices[0]) if choices else None
-        out.append(Filled(i + 1, _cell(data.get("row_id")) or "", label, _cell(data.get("text")), _cell(data.get("ask"))))
+        out.append(_filled(i + 1, data, label, from_label=False))
     return out
 
 
@@ -125,8 +132,7 @@ def read_filled(path: str | Path) -> list[Filled]:
             raise DataError(f"{where}: cannot read as CSV: {type(e).__name__}: {e}") from None
         if "row_id" not in df.columns:
             raise DataError(f"{where}: no 'row_id' column (keep the columns label_next wrote: {', '.join(COLUMNS)})")
-        return [Filled(i + 2, _cell(r.get("row_id")) or "", _cell(r.get("label")), _cell(r.get("text")), _cell(r.get("ask")))
-                for i, r in enumerate(df.to_dict("records"))]  # line i + 2: the header is line 1
+        return _from_dicts(df.to_dict("records"), where, first=2)  # the header is line 1
     text = p.read_text(encoding="utf-8")
     if suffix == ".jsonl":
         rows = []
@@ -329,7 +335,7 @@ def apply(cfg, rounds: list[Round], train: list[dict], orders: dict, clean) -> t
     label given}; one manifest record per round). clean: what the data step does to a document's text."""
     extra: list[dict] = []
     given: dict[tuple[str, int], dict[int, str]] = {}
-    records, pooled = [], {}
+    records, pooled, pools = [], {}, {}
     for r in rounds:
         key = (r.selection, r.seed)
         if key not in orders:
@@ -347,7 +353,9 @@ def apply(cfg, rounds: list[Round], train: list[dict], orders: dict, clean) -> t
                 idx = i
                 relabelled += train[i]["label"] != label
             else:
-                pool = pool_texts(r.ask["pool"], cfg.data.text_field)
+                if r.ask["pool"] not in pools:  # read once, however many of its rows the rounds label
+                    pools[r.ask["pool"]] = pool_texts(r.ask["pool"], cfg.data.text_field)
+                pool = pools[r.ask["pool"]]
                 if i >= len(pool) or text_hash(pool[i]) != h:
                     raise DataError(f"{r.file}: row_id {rid}: {r.ask['pool']} row {i + 1} no longer has that text")
                 if i not in pooled:
