@@ -1,6 +1,8 @@
 """Checks for bench/slurm_local.sh: a study run as a Slurm array (SHARDED) against the same config
-run unsharded (REF). Every run trained and scored exactly once, each by one task; the LLM answers
-equal row by row; the baselines equal to three decimals; the cancelled run resumed.
+run unsharded (REF). Every run trained and scored exactly once, each by one task; every scored label
+equal row by row, or a near-tie that bf16 batching flipped (`fewshot.agreement`: the margin of each
+flip is printed, free texts that differ are counted); the baselines equal to three decimals; the
+cancelled run resumed.
 
     python bench/slurm_compare.py REF SHARDED [--resumed RUN]
 """
@@ -12,6 +14,10 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fewshot.agreement import compare, words  # noqa: E402
 
 TRAINED = re.compile(r"\[train\] (\S+): done in")  # searched: progress bars share lines
 SCORED = re.compile(r"\[eval\] (\S+): accuracy")
@@ -28,9 +34,9 @@ def events(outs: list[Path], pattern: re.Pattern) -> dict[str, Counter]:
     return seen
 
 
-def answers(objs: Path, run: str) -> dict[int, tuple[str, str]]:
+def answers(objs: Path, run: str) -> dict[int, dict]:
     rows = [json.loads(x) for x in (objs / run / "predictions.jsonl").read_text().splitlines() if x.strip()]
-    out = {r["i"]: (r["pred"], r["raw"]) for r in rows}
+    out = {r["i"]: r for r in rows}
     if len(out) != len(rows):
         raise SystemExit(f"{objs / run / 'predictions.jsonl'}: a row was answered twice")
     return out
@@ -70,10 +76,8 @@ def main(argv=None) -> int:
         check(len(lines) == 1, f"{a.resumed} resumed from its checkpoint after the cancel: {lines}")
 
     for run in scored_runs:
-        ref, sh = answers(a.ref / "objs", run), answers(a.sharded / "objs", run)
-        differ = sorted(i for i in ref if ref[i] != sh.get(i))
-        check(set(ref) == set(sh) and not differ,
-              f"{run}: {len(ref)} answers, {len(differ)} differ row by row" + (f" (rows {differ[:10]})" if differ else ""))
+        c = compare(answers(a.ref / "objs", run), answers(a.sharded / "objs", run))
+        check(c["same"], words(run, c))
     for f in sorted((a.ref / "objs").glob("*_s[0-9]*.json")):
         other = a.sharded / "objs" / f.name
         x = json.loads(f.read_text())["metrics"]["accuracy"]

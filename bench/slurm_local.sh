@@ -10,13 +10,15 @@
 # 4. a task on a node without the envs: fails naming what is missing;
 # 5. bench/slurm_compare.py: every run trained and scored once, by one task; the answers equal the
 #    reference's row by row, the baselines to three decimals;
-# then cancels its jobs and stops the daemons it started, by PID. Output: bench/results/slurm_local.txt.
+# then cancels its jobs and stops the daemons it started, by PID. Output: bench/results/slurm_local_<cpu kind>.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CONFIG=${CONFIG:-configs/slurm_check.yaml}
 D=${FEWSHOT_SLURM_DIR:-/tmp/fewshot-slurm}
-OUT=$ROOT/bench/results/slurm_local.txt
+KIND=avx2  # as fewshot.devices.cpu_kind names it (before setup.sh has made the env that holds it)
+for k in avx512f:avx512 avx512_bf16:avx512_bf16 amx_bf16:amx; do grep -q -w "${k%%:*}" /proc/cpuinfo && KIND=${k##*:}; done
+OUT=$ROOT/bench/results/slurm_local_$KIND.txt  # one per CPU kind: the check must pass on each
 mkdir -p "$ROOT/bench/results"
 exec > >(tee "$OUT") 2>&1
 say() { echo "[slurm_local $(date -u +%H:%M:%S)] $*"; }

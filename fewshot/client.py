@@ -17,9 +17,14 @@ class ScoringError(FewshotError):
     pass
 
 
+TOP_LOGPROBS = 5  # alternatives kept per answer token: enough to see the runner-up of a near-tie
+
+
 def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_retries: int,
              labels: list[str] | None = None, http_async_client=None, api_key: str | None = None):
     """ChatOpenAI at temperature 0; with labels, vLLM structured outputs restrict the answer to them.
+    Each answer token comes back with its log-probability and its best alternatives: two scorings of
+    one run can then tell a near-tie that bf16 batching flipped from a real difference (`agreement`).
     The OpenAI client underneath retries timeouts, connection errors and 5xx with exponential backoff.
     Pass a fresh `http_async_client` per event loop: langchain-openai's shared default one stays bound
     to the first loop and fails ("Event loop is closed") on the next asyncio.run."""
@@ -30,7 +35,17 @@ def make_llm(base_url: str, model: str, max_tokens: int, timeout: float, max_ret
     if labels:
         kwargs["extra_body"] = {"structured_outputs": {"choice": list(labels)}}
     return ChatOpenAI(model=model, base_url=base_url, api_key=api_key or "EMPTY", temperature=0, max_tokens=max_tokens,
-                      timeout=timeout, max_retries=max_retries, **kwargs)
+                      timeout=timeout, max_retries=max_retries, logprobs=True, top_logprobs=TOP_LOGPROBS, **kwargs)
+
+
+def token_logprobs(msg) -> list | None:
+    """The answer's tokens as [token, logprob, [[alternative, logprob], ...]], rounded to 1e-4;
+    None where the server sent none."""
+    content = ((getattr(msg, "response_metadata", None) or {}).get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    return [[t["token"], round(float(t["logprob"]), 4),
+             [[a["token"], round(float(a["logprob"]), 4)] for a in t.get("top_logprobs") or []]] for t in content]
 
 
 def to_langchain(row: dict, demos: list[dict] | None = None):
@@ -75,6 +90,7 @@ async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress,
                     out[0] -= 1
                     last[0] = time.monotonic()
                 raw = msg.content if isinstance(msg.content, str) else str(msg.content)
+                lps = token_logprobs(msg)
         except asyncio.CancelledError:
             if not stalled[0]:  # Ctrl-C, a kill: not ours to swallow
                 raise
@@ -87,7 +103,10 @@ async def _score_with(llm, rows, todo, labels, pred_path, concurrency, progress,
                 bar.update(1)
             return
         pred = match_label(raw, labels)
-        append_jsonl(pred_path, {"i": i, "raw": raw, "pred": pred, "label": rows[i]["output"]})
+        row = {"i": i, "raw": raw, "pred": pred, "label": rows[i]["output"]}
+        if lps is not None:
+            row["logprobs"] = lps
+        append_jsonl(pred_path, row)
         if bar:
             bar.update(1)
 
