@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole study on one config: data + train, eval, baselines, report (what `nohup bash train.sh`,
+# The whole study on one config: data + train, eval, baselines, curve + report (what `nohup bash train.sh`,
 # `nohup bash eval.sh` and see_result.ipynb do, in one go). It prints an estimate for this machine
 # first, then each stage as it starts; stage times go to logs/study_times.jsonl.
 set -uo pipefail
@@ -21,5 +21,8 @@ stage() {
 stage train bash train.sh "$@"
 stage eval bash eval.sh "$@"
 stage baselines .venv/bin/python -m fewshot baselines --config "$CONFIG" "$@"
-stage report .venv/bin/python -m fewshot report --config "$CONFIG" "$@"
+report() {  # the curve step writes the answer and the plan; the report only reads and draws
+  .venv/bin/python -m fewshot curve --config "$CONFIG" "$@" && .venv/bin/python -m fewshot report --config "$CONFIG" "$@"
+}
+stage report report "$@"
 exit $rc

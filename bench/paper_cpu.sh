@@ -16,4 +16,4 @@ t0=$SECONDS
 bash eval.sh; echo "[paper] eval $((SECONDS - t0)) s"
 t1=$SECONDS
 .venv/bin/python -m fewshot baselines --config $CONFIG; echo "[paper] baselines $((SECONDS - t1)) s"
-.venv/bin/python -m fewshot report --config $CONFIG; echo "[paper] total $((SECONDS - t0)) s"
+.venv/bin/python -m fewshot curve --config $CONFIG && .venv/bin/python -m fewshot report --config $CONFIG; echo "[paper] total $((SECONDS - t0)) s"

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             from .sweep import encoder_recipes, run as sweep_run, setfit_heads
             return {"setfit_head": setfit_heads, "encoder": encoder_recipes}.get(args.name, sweep_run)(cfg)
         if args.step == "curve":
-            from .curve import run as curve_run
+            from .curve_step import run as curve_run
             return curve_run(cfg)
         if args.step == "report":
             from .report import render

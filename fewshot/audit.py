@@ -203,6 +203,18 @@ def report(cfg, splits: dict[str, list[dict]], labels: list[str], emb: dict | No
     return out
 
 
+def line(data_dir: str) -> str:
+    """The audit in one line for the report's first screen, pointing at its box below when it found anything."""
+    import json
+    from pathlib import Path
+    from .manifest import AUDIT
+    p = Path(data_dir) / AUDIT
+    if not p.exists():
+        return f"*Data audit: none in {p} (rerun the data step).*"
+    a = json.loads(p.read_text())
+    return f"**Data audit**: {a['summary']}" + ("." if a.get("clean") else " ([what it found](#The-data-audit)).")
+
+
 def markdown(data_dir: str) -> str:
     """The audit on the report's first screen: one line when clean, a box of findings when not."""
     import json

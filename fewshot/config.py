@@ -396,10 +396,11 @@ def _validate(cfg: Config, where: str) -> None:
         if m not in {"tfidf", "encoder", "setfit"}:
             raise ConfigError(f"{where}: unknown baseline method {m!r} in 'baselines.methods'")
     sel = d.selection
-    from .selection import STRATEGIES
+    from .selection import strategies
+    known = strategies()
     for s in sel:
-        if s not in STRATEGIES:
-            raise ConfigError(f"{where}: unknown strategy {s!r} in 'data.selection' (known: {', '.join(STRATEGIES)})")
+        if s not in known:
+            raise ConfigError(f"{where}: unknown strategy {s!r} in 'data.selection' (known: {', '.join(known)})")
     if "random" not in sel or len(set(sel)) != len(sel):
         raise ConfigError(f"{where}: 'data.selection' must list 'random' (the reference every saving is measured "
                           f"against) and each strategy once, got {sel}")

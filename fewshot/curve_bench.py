@@ -201,7 +201,8 @@ def choose_rule(recs: list[dict]) -> str:
 def text_curves(objs_dirs: list[str], rule: str, widen: dict, n_boot: int) -> list[dict]:
     """The study's runs as curves (one per objs/ folder and method), fitted up to largest/r and
     checked by the curve step's own backtest (row-and-seed bootstrap)."""
-    from .curve import CURVE_METHODS, backtest, load_points  # the curve step's own readers
+    from .curve import backtest  # the curve step's own backtest, on its own reader's points
+    from .results import CURVE_METHODS, load_points
     out = []
     for d in objs_dirs:
         points, labels = load_points(d)

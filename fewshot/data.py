@@ -16,7 +16,7 @@ from .models import check_model_path
 from .prompt import ALPACA_COLUMNS, alpaca_row, build_instruction
 from . import rounds
 from .runs import RANDOM, eval_file_name, sizes_for, subset_seeds, train_file_name
-from .selection import LabelOracle, order as selection_order
+from .selection import LabelOracle, get as get_strategy, order as selection_order
 from .selection.random_order import prefix_order
 from .manifest import AUDIT, TRAIN_ROWS
 from .tokens import control_strings, neutralize
@@ -264,10 +264,6 @@ def all_seeds(cfg: Config) -> list[int]:
     return subset_seeds(cfg, RANDOM)
 
 
-READS = {"random": "every train label (to stratify)", "typical": "no label",
-         "uncertain": "the labels of the rows it bought, nothing else"}
-
-
 def select(cfg: Config, train: list[dict], train_emb=None) -> tuple[dict[tuple[str, int], list[int]], dict]:
     """(selection, seed) -> order of train rows (prefixes are the subsets), and what each read."""
     d = cfg.data
@@ -288,7 +284,8 @@ def select(cfg: Config, train: list[dict], train_emb=None) -> tuple[dict[tuple[s
             outside = sorted(oracle.read - set(top)) if sel != RANDOM else []
             if outside:  # the oracle stops a leak as it happens; this says so if one ever got past it
                 raise DataError(f"data.selection {sel}: read the labels of {len(outside)} row(s) outside its subsets")
-            record.setdefault(sel, {"reads": READS.get(sel, "?") if sel != RANDOM or d.stratify else "no label",
+            # what the strategy says it reads, where it read any label (stratified random reads all of them)
+            record.setdefault(sel, {"reads": get_strategy(sel).reads if oracle.read else "no label",
                                     "seeds": [], "labels_read": {}})
             record[sel]["seeds"].append(seed)
             record[sel]["labels_read"][str(seed)] = len(oracle.read)

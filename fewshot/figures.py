@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .results import METHOD_NAMES, ORIGINAL_PUBLISHED, ZERO_SHOT_METHODS
+from .selection import strategies
 
 COLORS = {"LLM + LoRA": "#d62728", "LLM in-context (free answer)": "#e377c2",
           "LLM in-context (label-constrained)": "#8c564b", "LLM zero-shot (free answer)": "#7f7f7f",
@@ -30,22 +31,23 @@ def selection_curves(df: pd.DataFrame, out_dir=None, curves: dict | None = None)
     if "selection" not in df or df["selection"].nunique() < 2:
         return None
     df = df[df["train_rows"] > 0].copy()
-    df["base"] = [m.split(", ")[0] for m in df["method"]]
+    df["base"] = [METHOD_NAMES.get(m, m) for m in df["method_key"]]
     bases = [b for b, g in df.groupby("base", sort=False) if g["selection"].nunique() > 1]
     if not bases:
         return None
     fits = {(f["method"], f["metric"]): f for f in (curves or {}).get("fits", []) if f.get("status") == "ok"}
-    key_of = {v: k for k, v in METHOD_NAMES.items()}
-    colors = {"random": "#444444", "typical": "#1f77b4", "uncertain": "#d62728"}
+    known = strategies()
     fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.8), sharey=True, squeeze=False)
     for ax, b in zip(axes[0], bases):
-        for sel, g in df[df["base"] == b].groupby("selection"):
+        mine = df[df["base"] == b]
+        for sel in sorted(mine["selection"].unique(), key=lambda s: known[s].rank):
+            g = mine[mine["selection"] == sel]
             x = "k_demos" if b.startswith("LLM in-context") and "k_demos" in g and g["k_demos"].notna().all() else "train_rows"
             agg = g.groupby(x)["accuracy"].mean()
-            color = colors.get(sel)
+            color = known[sel].colour
             ax.scatter(g[x], g["accuracy"], color=color, s=10, alpha=0.45)
             ax.plot(agg.index, agg.values, "o", color=color, label=f"{sel} ({g['seed'].nunique()} seeds)")
-            k = key_of.get(b, b) + ("" if sel == "random" else f"@{sel}")
+            k = known[sel].key(g["method_key"].iloc[0])
             f = fits.get((k, "accuracy"))
             if f and not f.get("shape") and f.get("line"):
                 line = {kk: np.array(v) for kk, v in f["line"].items() if kk != "largest"}

@@ -8,7 +8,8 @@ The distribution: every bootstrap refit of the learning curve (evaluation rows a
 read at the target shifted by a draw of the family error the curve benchmark measured at that
 distance past the data (normal, its 90% half-width the benchmark's widening), so a forecast 4x past
 the data carries LCDB's 4x error. `decide` is pure arithmetic on those draws (tested on a known curve;
-backtested on LCDB's curves by `python -m fewshot plan-bench`)."""
+backtested on LCDB's curves by `python -m fewshot plan-bench`); `make_plan` gathers them from the fitted
+curves and picks which rows the plan continues."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import curve_models as cm
+from . import curve, curve_models as cm
+from .results import METHOD_NAMES
+from .selection import RANDOM
 
 Z90 = 1.6449  # a normal's 90% half-width in standard deviations
 ODDS = Path(__file__).with_name("plan_odds.json")  # the stated odds' correction, fitted on LCDB's choosing half
@@ -188,3 +191,57 @@ def next_words(plan: dict) -> str:
         return ""
     return (f"\n  **Next**: fill the `label` column of `{nxt['fill']}` (or label its rows in Label Studio and export "
             f"JSON), save it as `{nxt['save_as']}`; set `{nxt['config_line']}` in the config; run `{nxt['command']}`.")
+
+
+# ---------------------------------------------------------------- the plan from the fitted curves
+
+def plan_selection(method: str, best: dict, saved: list[dict], grown: str | None) -> tuple[str, str]:
+    """Which rows the plan continues, and why. After a labelling round, the selection that grew: only its
+    rows have labels. Otherwise the method's best measured selection only where choosing rows saves labels
+    measurably (a 'saves' interval above 0 at some target, a 'costs' at none): one seed's mean over a few
+    sizes is noise, and a plan that follows noise asks for the wrong rows."""
+    if grown:
+        return grown, "the rows the labelling rounds grew"
+    sel = best.get(method, RANDOM)
+    if sel == RANDOM:
+        return RANDOM, "random rows measured best"
+    mine = [x for x in saved if x["method"] == method and x["selection"] == sel]
+    if any(x["status"] == "saves" for x in mine) and not any(x["status"] == "costs" for x in mine):
+        return sel, f"{sel} rows save labels measurably"
+    return RANDOM, f"{sel} rows measured higher, but no saving is measurable with its interval"
+
+
+def make_plan(p, f, grown: str | None = None, available: tuple | None = None) -> dict:
+    """The labelling plan for plan.method (p: the config's plan section) on the rows plan_selection
+    picks, from what curve.fit found (f). grown: the selection labelling rounds grew (only its rows have
+    labels); available: the rows a plan can still ask for (rounds.rows_available)."""
+    best, by_m, fits, boots, k, cal, seed = f.res["best_selection"], f.by_m, f.fits, f.boots, f.k, f.cal, f.seed
+    fit_recs, saved = f.res["fits"], f.res["savings"]
+    sel, why_sel = plan_selection(p.method, best, list(saved), grown)
+    m = curve.key(p.method, sel)
+    rec = {"method": p.method, "selection": sel, "selection_why": why_sel, "target": p.target,
+           "costs": {"label": p.cost_per_label, "round": p.cost_per_round, "max_ratio": p.max_ratio}}
+    if m not in by_m:
+        return {**rec, "action": "unknown", "why": f"no {METHOD_NAMES.get(p.method, p.method)} runs scored"}
+    pts = by_m[m]
+    ns, ys = curve.series(pts, k, "accuracy")
+    means = {n: float(np.mean([y for a, y in zip(ns, ys) if a == n])) for n in set(ns)}
+    n_have = max(means)
+    fit = next((f for f in fit_recs if f["method"] == m and f["metric"] == "accuracy"), {})
+    shape_ = (fit.get("shape") or {}).get("reason")
+    if (m, "accuracy") not in fits and not shape_:
+        shape_ = f"no learning curve ({fit.get('status', 'no fit')})"
+    if (m, "accuracy") in fits and not shape_:
+        shape_ = cm.degenerate(fits[(m, "accuracy")])
+    no_stop = dip_reason(means)
+    draws = rows_draws(boots.get((m, "accuracy"), []), p.target, n_have, widen_from(cal),
+                         np.random.default_rng(seed + 99)) if (m, "accuracy") in fits else np.array([])
+    ceiling_hi = (fit.get("ceiling_interval") or [None, None])[1]
+    if ceiling_hi is not None:  # the ceiling is a forecast past every size: add the farthest benchmarked error
+        ceiling_hi += widen_from(cal)(math.inf)
+    # the most rows a round can reach: the train split, or the rows held plus the pool's unlabelled ones
+    max_total = None if not available else available[1] if available[0] == "train" else n_have + available[1]
+    out = decide(draws, n_have, p.target, Costs(p.cost_per_label, p.cost_per_round, p.max_ratio),
+                   measured_best=max(means.values()), ceiling_high=ceiling_hi, bad_shape=shape_, no_stop=no_stop,
+                   odds=load_odds(), max_total=max_total)
+    return {**rec, **out, "draws": len(draws)}

@@ -90,7 +90,7 @@ def plan_rule(c, have, target, rng, cal, costs, n_boot, odds=None):
     hi = float(np.percentile(ceil, 95)) + widen_from(cal)(math.inf) if ceil else None
     means = {n: float(np.mean(v)) for n, v in zip(sizes, values) if n <= have}
     d = decide(draws, have, target, costs, measured_best=max(means.values()), ceiling_high=hi,
-               bad_shape=cm.degenerate(curve), no_stop=dip_reason(means), odds=odds)  # the study's own (curve.make_plan)
+               bad_shape=cm.degenerate(curve), no_stop=dip_reason(means), odds=odds)  # the study's own (plan.make_plan)
     return d["action"], d.get("total"), {**d, "draws": draws}
 
 

@@ -33,7 +33,7 @@ def _steps(cfg: Config) -> None:
     else:
         from .baselines import run_all
         run_all(override(cfg, [f"baselines.methods=[{cfg.plan.method}]"]))
-    from .curve import run as curve_run
+    from .curve_step import run as curve_run
     curve_run(cfg)
 
 
@@ -49,7 +49,8 @@ def _fill(cfg: Config, ask_csv: Path, out: Path) -> int:
 
 def _measured(cfg: Config, plan: dict, size: int) -> float | None:
     """The plan method's mean accuracy at one size of the plan's selection (every seed scored there)."""
-    from .curve import key, load_points
+    from .curve import key
+    from .results import load_points
     pts, _ = load_points(cfg.eval.out_dir)
     accs = [float((p.pred == p.gold).mean()) for p in pts
             if p.method == key(plan["method"], plan.get("selection")) and p.n == size]

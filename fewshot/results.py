@@ -3,11 +3,14 @@ logs, so the report notebook's cells stay one-liners."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .fileio import read_jsonl
+from .selection import get as get_strategy
 
 # The original study's published validation numbers (GLM-4-9B-Chat, patent abstracts, 5000 rows).
 ORIGINAL_PUBLISHED = pd.DataFrame({
@@ -23,6 +26,13 @@ METHOD_NAMES = {"llm_lora": "LLM + LoRA", "llm_icl": "LLM in-context (free answe
                 "llm_zero_shot_constrained": "LLM zero-shot (label-constrained)",
                 "tfidf": "TF-IDF + LogReg", "encoder": "Encoder fine-tune", "setfit": "SetFit"}
 ZERO_SHOT_METHODS = {METHOD_NAMES["llm_zero_shot"], METHOD_NAMES["llm_zero_shot_constrained"]}
+ICL_METHODS = ("llm_icl", "llm_icl_constrained")  # placed at k, the demonstrations shown
+
+
+CURVE_METHODS = ("llm_lora", *ICL_METHODS, "tfidf", "encoder", "setfit")
+
+
+LLM = "llm_lora"
 
 
 def load_results(objs_dir: str | Path) -> list[dict]:
@@ -37,6 +47,37 @@ def load_results(objs_dir: str | Path) -> list[dict]:
     return out
 
 
+def shown(df: pd.DataFrame):
+    """A table as the report shows it: no bare 0..n index column."""
+    return df.style.hide(axis="index")
+
+
+def fingerprint(objs_dir: str | Path) -> str:
+    """One hash over every result file in objs/: the curve step records it, the report compares."""
+    import hashlib
+    h = hashlib.sha256()
+    for p in sorted(Path(objs_dir).glob("*.json")):
+        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+ANSWER = "labels_needed.json"  # the curve step's numbers, words' source; in report.out_dir
+
+
+def read_answer(report_dir: str | Path, objs_dir: str | Path) -> tuple[dict | None, str | None]:
+    """What the curve step wrote, and a note when it is missing or older than the results in objs/
+    (the report reads; it never fits)."""
+    p = Path(report_dir) / ANSWER
+    cmd = "python -m fewshot curve --config <the config>"
+    if not p.exists():
+        return None, f"No {p} yet: run `{cmd}` (study.sh and slurm/finish.sbatch do) to fit the curves and plan."
+    res = json.loads(p.read_text(encoding="utf-8"))
+    if res.get("objs_fingerprint") != fingerprint(objs_dir):
+        return res, (f"{p} was written from other results than {objs_dir}/ holds now: rerun `{cmd}` for "
+                     f"answers that match every run below.")
+    return res, None
+
+
 def results_table(results: list[dict]) -> pd.DataFrame:
     """One row per run: method, train rows, seed, the headline metrics, invalid answers, split, mode."""
     rows = []
@@ -44,8 +85,8 @@ def results_table(results: list[dict]) -> pd.DataFrame:
         m = r["metrics"]
         sel = r.get("selection") or "random"
         rows.append({
-            "run": r["name"], "method": METHOD_NAMES.get(r["method"], r["method"]) + ("" if sel == "random" else f", {sel} rows"),
-            "selection": sel, "train_rows": r["train_rows"],
+            "run": r["name"], "method": get_strategy(sel).display(METHOD_NAMES.get(r["method"], r["method"])),
+            "method_key": r["method"], "selection": sel, "train_rows": r["train_rows"],
             "seed": r.get("seed"), "accuracy": m["accuracy"], "macro_precision": m["macro_precision"],
             "macro_recall": m["macro_recall"], "macro_f1": m["macro_f1"],
             "acc_ci95": _fmt_ci(m.get("accuracy_ci95")), "f1_ci95": _fmt_ci(m.get("macro_f1_ci95")),
@@ -163,3 +204,48 @@ def markdown_table(df: pd.DataFrame) -> str:
             cells.append(cell)
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- the runs, as per-row outcomes (the curve step's input)
+
+@dataclass
+class Point:
+    method: str
+    n: int
+    seed: int | None
+    pred: np.ndarray     # label index per evaluation row, -1 = invalid answer
+    gold: np.ndarray
+    seconds: float | None
+    device: str
+
+
+def _where(device: str, cores: list | None) -> str:
+    return f"{device} ({len(cores)} core{'s' if len(cores) > 1 else ''})" if device == "cpu" and cores else device
+
+
+def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
+    """Every scored run with a learning curve, as per-row outcomes (what the curve step resamples), and the labels."""
+    pts, labels = [], []
+    for r in load_results(objs_dir):
+        if r["method"] not in CURVE_METHODS or not r.get("train_rows"):
+            continue
+        rows = {x["i"]: x for x in read_jsonl(Path(objs_dir) / r["name"] / "predictions.jsonl")}
+        if len(rows) < r["n_eval"]:
+            continue  # no per-row predictions (an older run): it cannot be resampled
+        labels = r["metrics"]["labels"]
+        idx = {lab: i for i, lab in enumerate(labels)}
+        pred = np.array([idx.get(rows[i]["pred"], -1) if rows[i]["pred"] is not None else -1 for i in range(r["n_eval"])])
+        gold = np.array([idx[rows[i]["label"]] for i in range(r["n_eval"])])
+        sc = r.get("scoring") or {}
+        secs = [x for x in (r.get("train_seconds"), r.get("seconds"), sc.get("seconds")) if x]
+        # where it ran: a run side by side on a lane of a CPU's cores says how many it had
+        trained_here = bool(r.get("train_device"))
+        train_dev = _where(r.get("train_device") or sc.get("device") or "cpu",
+                           r.get("train_cores", r.get("cores")) if trained_here else sc.get("cores"))
+        score_dev = _where(sc["device"], sc.get("cores")) if sc.get("device") else train_dev  # LLM: GPU train, CPU score
+        n = int(r["train_rows"])
+        if r["method"] in ICL_METHODS:  # a point is what the model was shown, not the subset it came from
+            n = int((r.get("icl") or {}).get("k") or n)
+        pts.append(Point(get_strategy(r.get("selection")).key(r["method"]), n, r.get("seed"), pred, gold, sum(secs) if secs else None,
+                         train_dev if score_dev == train_dev else f"{train_dev} train + {score_dev} score"))
+    return pts, labels

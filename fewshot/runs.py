@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .selection import RANDOM, get as get_strategy
+
 ZERO_SHOT = "zero_shot"
 ZERO_SHOT_CONSTRAINED = "zero_shot_constrained"
-
-
-RANDOM = "random"
 
 
 def _suffix(seed: int, first_seed: int) -> str:
@@ -27,7 +26,7 @@ def _suffix(seed: int, first_seed: int) -> str:
 
 
 def _sel(selection: str) -> str:
-    return "" if selection == RANDOM else f"_{selection}"
+    return get_strategy(selection).suffix
 
 
 def train_file_name(size: int, seed: int, data_cfg, selection: str = RANDOM) -> str:

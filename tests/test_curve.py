@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from fewshot import curve_models as cm
-from fewshot.curve import analyse, headline, interval_words, trust_at, verdict, widen_at
+from fewshot.answer import headline, interval_words, verdict
+from fewshot.curve import trust_at, widen_at
+from fewshot.curve_step import analyse
 from fewshot.fileio import atomic_write_json, atomic_write_text
 
 LABELS = ["a", "b", "c", "d"]

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from fewshot import curve_models as cm
-from fewshot.curve import analyse, headline, shape, summary
+from fewshot.answer import headline, summary
+from fewshot.curve import shape
+from fewshot.curve_step import analyse
 from fewshot.fileio import atomic_write_json
 from fewshot.plan import Costs, decide, expected_cost, rows_draws
 from test_curve import CAL, _write_runs

@@ -6,12 +6,18 @@ from pathlib import Path
 import pytest
 
 from fewshot.config import load_config
+from fewshot.curve_step import run as curve_step
 from fewshot.eval import finish
 from fewshot.runs import Run
 from fewshot.fileio import append_jsonl
-from fewshot.report import render
+from fewshot.report import render as render_only
 
 LABELS = ["alpha", "beta", "gamma"]
+
+
+def render(cfg) -> int:
+    """What study.sh's report stage runs: the curve step writes the answer, the report reads it."""
+    return curve_step(cfg) or render_only(cfg)
 
 
 def _make_run(cfg, name, size, acc, seed=0, invalid=0, selection="random"):
@@ -102,7 +108,7 @@ def test_tables_after_the_headline_are_for_a_person():
     answer does not stand, intervals as [a–b] (labels_needed.json keeps every raw value)."""
     import numpy as np
     import pandas as pd
-    from fewshot.curve import backtest_table, cost_words_table
+    from fewshot.answer import backtest_table, cost_words_table
     from fewshot.results import runs_table, seconds_table
     df = pd.DataFrame({"run": ["zero_shot", "llm_train_16", "tfidf_16_s1"],
                        "method": ["LLM zero-shot (free answer)", "LLM + LoRA", "TF-IDF + LogReg"],
@@ -158,7 +164,7 @@ def test_report_opens_with_the_plan_and_draws_chosen_rows(write_config):
     assert plan["next"]["fill"].endswith("label_next.csv") and plan["next"]["save_as"] == "labels/round1.csv"
     html = (out / "report.html").read_text()
     assert "Traceback" not in html
-    assert html.index("Plan (LLM + LoRA") < html.index("Next") < html.index("Rows needed per method")
+    assert html.index("Plan (LLM + LoRA") < html.index("Next") < html.index("Rows needed, who is ahead")
     assert "bash study.sh" in html and "data.new_labels: [labels/round1.csv]" in html
 
 
@@ -177,3 +183,37 @@ def test_finish_records_where_the_answers_were_made(write_config):
             assert out["scoring"]["device"] == device and out["scoring"]["dtype"] == "auto"
         else:
             assert out["scoring"]["device"] == "cpu" and out["scoring"]["dtype"] != "auto"
+
+
+def _as_method(cfg, name: str, method: str) -> None:
+    p = Path(cfg.eval.out_dir) / f"{name}.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), "method": method}))
+
+
+def test_first_screen_reads_in_ten_seconds_and_the_report_only_reads(write_config):
+    """The verdict once, the plan, the audit line, then the figure; no bare 0..n index in any table. The
+    report fits nothing: without the curve step's files it says which command writes them, and after a new
+    run it says the answer is stale instead of refitting."""
+    import re
+    cfg = _cfg(write_config, None)
+    for n, a, b in ((10, 0.45, 0.6), (30, 0.62, 0.65), (90, 0.74, 0.68), (270, 0.8, 0.7)):
+        for s in (0, 1):
+            _make_run(cfg, f"llm_train_{n}" + (f"_s{s}" if s else ""), n, a, seed=s)
+            _make_run(cfg, f"tfidf_{n}_s{s}", n, b, seed=s)
+            _as_method(cfg, f"tfidf_{n}_s{s}", "tfidf")
+    out = Path(cfg.report.out_dir)
+    assert render_only(cfg) == 0  # no curve step yet
+    html = (out / "report.html").read_text()
+    assert "labels_needed.json yet" in html and "python -m fewshot curve" in html and "Traceback" not in html
+    assert not (out / "labels_needed.json").exists()
+    assert render(cfg) == 0
+    html = (out / "report.html").read_text()
+    body = html[html.index("<body"):]
+    assert body.count("In short") == 1
+    assert body.index("The answer") < body.index("In short") < body.index("Plan (") < body.index("Data audit") \
+        < body.index("<img")
+    assert not re.search(r"<tr>\s*<th>\d+</th>", body), "a table shows a bare 0..n index"
+    assert body.count("<table") >= 5
+    _make_run(cfg, "llm_train_810", 810, 0.85)
+    assert render_only(cfg) == 0
+    assert "was written from other results" in (out / "report.html").read_text()

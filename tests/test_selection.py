@@ -116,3 +116,46 @@ def test_selection_config_is_checked(write_config):
         load_config(write_config({"data.selection_methods": ["svm"]}))
     with pytest.raises(ConfigError, match="plan.target"):
         load_config(write_config({"plan.target": 80}))
+
+
+TOY = '''"""A test's strategy: the last train rows first."""
+from . import Strategy
+
+STRATEGY = Strategy("toy_last", reads="no label", rank=90, colour="#2ca02c",
+                    order=lambda c: list(c.start) + [i for i in range(c.n_rows - 1, -1, -1) if i not in set(c.start)])
+'''
+
+
+def test_a_new_strategy_is_one_module(write_config):
+    """A toy strategy written as one new module of fewshot/selection/ (and named in the config) runs through
+    the data step, TF-IDF and the report: its run names, curve key, words and colour come from its
+    Strategy, with no other file edited."""
+    import sys
+    from fewshot.baselines import run_all
+    from fewshot.curve_step import run as curve_step
+    from fewshot.data import build
+    from fewshot.report import render
+    from fewshot.selection import get
+    mod = Path(__file__).resolve().parent.parent / "fewshot" / "selection" / "toy_last_rows.py"
+    mod.write_text(TOY)
+    try:
+        cfg = load_config(write_config({"data.sizes": [10, 30, 90], "data.selection": ["random", "toy_last"],
+                                        "data.selection_methods": ["tfidf"], "baselines.methods": ["tfidf"],
+                                        "plan.method": "tfidf", "report.curve_bootstrap": 20, "eval.bootstrap": 20}))
+        man = build(cfg)
+        assert man["selection"]["toy_last"]["reads"] == "no label"
+        rows = json.loads((Path(cfg.data.out_dir) / "llm_train_10_toy_last.json").read_text())
+        assert len(rows) == 10 and man["files"]["llm_train_10_toy_last"]["selection"] == "toy_last"
+        assert run_all(cfg) == 0
+        objs = Path(cfg.eval.out_dir)
+        assert {f"tfidf_{k}_toy_last_s0" for k in (10, 30, 90)} <= {p.stem for p in objs.glob("*.json")}
+        assert curve_step(cfg) == 0 and render(cfg) == 0
+        res = json.loads((Path(cfg.report.out_dir) / "labels_needed.json").read_text())
+        assert any(f["method"] == "tfidf@toy_last" and f["status"] == "ok" for f in res["fits"])
+        html = (Path(cfg.report.out_dir) / "report.html").read_text()
+        assert "TF-IDF + LogReg, toy_last rows" in html and "Traceback" not in html
+        assert (Path(cfg.report.out_dir) / "selection_curves.png").stat().st_size > 10_000
+        assert get("toy_last").colour == "#2ca02c"
+    finally:
+        mod.unlink()
+        sys.modules.pop("fewshot.selection.toy_last_rows", None)

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "fewshot"
-STEPS = {"data", "train", "eval", "baselines", "curve", "report"}
+STEPS = {"data", "train", "eval", "baselines", "curve_step", "report"}
 DRIVERS = {"__main__", "sweep", "bench", "curve_bench", "plan_bench", "plan_replay"}  # they run steps, by design
 
 
@@ -100,3 +100,69 @@ def test_what_runs_in_the_training_env_reaches_no_main_env_module():
             seen.add(d)
             todo.append(d)
     assert seen - set(mods) <= {"prompt"}, sorted(seen - set(mods))
+
+
+# ---------------------------------------------------------------- the notebooks are steps too
+
+ROOT = PKG.parent
+NOTEBOOKS = {"build_llm_data.ipynb": "data", "see_result.ipynb": "report"}  # the step each notebook is
+# what reading and drawing never calls: fitting, planning, ranking rows, running a step, writing a step's files
+WRITES_OR_FITS = {"analyse", "fit", "fit_curve", "make_plan", "rank", "write", "run", "run_all", "render", "build",
+                  "atomic_write_json", "atomic_write_text", "atomic_write_bytes", "append_jsonl"}
+
+
+def notebook_uses(source: str) -> tuple[set[str], set[str]]:
+    """(fewshot modules imported, names called) in a notebook's code."""
+    mods, calls = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fewshot"):
+            target = node.module[len("fewshot."):] if node.module != "fewshot" else ""
+            for a in node.names:
+                full = f"{target}.{a.name}" if target else a.name
+                mods.add(full if (PKG / f"{full.replace('.', '/')}.py").exists() or (PKG / full).is_dir() else target)
+        elif isinstance(node, ast.Import):
+            mods |= {a.name[len("fewshot."):] for a in node.names if a.name.startswith("fewshot.")}
+        elif isinstance(node, ast.Call):
+            f = node.func
+            calls.add(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", ""))
+    return mods, calls
+
+
+def notebook_problems(source: str, step: str) -> list[str]:
+    """What breaks "no step runs another step" in a notebook that is `step`; the report reads and draws only."""
+    graph, out = import_graph(), []
+    mods, calls = notebook_uses(source)
+    seen, todo = set(), [m for m in mods if m in graph]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        if m in (STEPS | DRIVERS) - {step}:
+            out.append(f"reaches {m}")
+            continue
+        todo += graph[m]
+    if step == "report":
+        out += [f"calls {c}()" for c in sorted(calls & WRITES_OR_FITS)]
+    return out
+
+
+def _code(nb: Path) -> str:
+    import json
+    cells = json.loads(nb.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_notebooks_keep_to_their_step():
+    for name, step in NOTEBOOKS.items():
+        assert notebook_problems(_code(ROOT / name), step) == [], name
+
+
+def test_the_notebook_check_catches_a_report_that_fits_or_writes():
+    code = _code(ROOT / "see_result.ipynb")
+    assert notebook_problems(code + "\nfrom fewshot import curve_step\nfit = curve_step.analyse(cfg.eval.out_dir, [0.7])",
+                             "report") == ["reaches curve_step", "calls analyse()"]
+    assert notebook_problems(code + "\nW.write(cfg, fit, out)", "report") == ["calls write()"]
+    assert notebook_problems(code + "\nfrom fewshot.data import build", "report") == ["reaches data"]
+    assert notebook_problems(_code(ROOT / "build_llm_data.ipynb") + "\nfrom fewshot.eval import run_all", "data") \
+        == ["reaches eval"]

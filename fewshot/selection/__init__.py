@@ -6,14 +6,18 @@ explicit: texts and their frozen embeddings always; labels only through a `Label
 hands out the label of a row only once that row is bought (part of a prefix already chosen), and
 records every row it was asked about. The data step writes what each order read into the manifest.
 
-    random     today's seeded shuffle (stratified: reads every train label to balance classes)
-    typical    label-free: TypiClust (Hacohen et al., ICML 2022) on the shipped encoder's embeddings
-    uncertain  a typical start, then each next size by a cheap proxy trained on the bought rows only:
-               breaking ties (small-text) over the rest, then a k-means diversity step
+Each strategy is one module that sets `STRATEGY` (a `Strategy`: name, what it reads, display rank,
+colour, order function); nothing else lists them:
+
+    random_order  random: today's seeded shuffle (stratified: reads every train label to balance classes)
+    typical       label-free: TypiClust (Hacohen et al., ICML 2022) on the shipped encoder's embeddings
+    uncertain     a typical start, then each next size by a cheap proxy trained on the bought rows only:
+                  breaking ties (small-text) over the rest, then a k-means diversity step
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import FewshotError
 
@@ -51,7 +55,75 @@ class LabelOracle:
         return list(self._labels)
 
 
-STRATEGIES = ("random", "typical", "uncertain")
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strategy is given. `embed()` returns the rows' frozen embeddings (computed only when
+    called); `oracle` hands out bought rows' labels; `start`: rows already labelled, to keep first."""
+    n_rows: int
+    sizes: list
+    seed: int
+    oracle: LabelOracle
+    stratify: bool
+    embed: Callable
+    length: int
+    start: list
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One selection's identity, used everywhere it shows: the config value and run-name suffix (`name`),
+    what it reads of the labels (the manifest), its place among the others and its colour in every
+    figure, and its order function. A strategy is one module in this package that sets `STRATEGY`."""
+    name: str
+    reads: str
+    rank: int
+    colour: str
+    order: Callable[[Context], list]
+
+    @property
+    def suffix(self) -> str:
+        """In run names: llm_train_64_typical (random rows keep the original study's names)."""
+        return "" if self.name == RANDOM else f"_{self.name}"
+
+    def key(self, method: str) -> str:
+        """A curve's key: the method on random rows, method@strategy on rows a strategy chose."""
+        return method if self.name == RANDOM else f"{method}@{self.name}"
+
+    def display(self, method_name: str) -> str:
+        return method_name if self.name == RANDOM else f"{method_name}, {self.name} rows"
+
+
+def strategies() -> dict[str, Strategy]:
+    """Every strategy module of this package, in display order (found anew each call, so a module
+    added while running counts)."""
+    import importlib
+    import pkgutil
+    importlib.invalidate_caches()
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        st = getattr(importlib.import_module(f"{__name__}.{info.name}"), "STRATEGY", None)
+        if isinstance(st, Strategy):
+            if st.name in found:
+                raise FewshotError(f"two selection modules name the strategy {st.name!r}")
+            found[st.name] = st
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].rank, kv[0])))
+
+
+def get(name: str | None) -> Strategy:
+    """The strategy of this name (None: random rows)."""
+    known = strategies()
+    if (name or RANDOM) not in known:
+        raise FewshotError(f"data.selection: unknown strategy {name!r} (known: {', '.join(known)})")
+    return known[name or RANDOM]
+
+
+def split_key(k: str) -> tuple[str, str]:
+    """A curve key back to (method, strategy name): the inverse of Strategy.key."""
+    method, _, sel = k.partition("@")
+    return method, sel or RANDOM
 
 
 def order(strategy: str, *, n_rows: int, sizes: list[int], seed: int, oracle: LabelOracle, stratify: bool = True,
@@ -60,13 +132,6 @@ def order(strategy: str, *, n_rows: int, sizes: list[int], seed: int, oracle: La
     the subsets. `embed()` returns the rows' frozen embeddings (computed only when a strategy needs
     them). `start`: rows already labelled, kept first (continuing an order for the labelling plan;
     random then shuffles the rest)."""
-    from . import random_order, typical, uncertain
     sizes = sorted(sizes)
-    length = max(length or 0, sizes[-1])
-    if strategy == "random":
-        return random_order.order(oracle, n_rows, seed, stratify, start)
-    if strategy == "typical":
-        return typical.order(embed(), sizes, seed, length, start)
-    if strategy == "uncertain":
-        return uncertain.order(embed(), sizes, seed, oracle, length, start)
-    raise FewshotError(f"data.selection: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    return get(strategy).order(Context(n_rows, sizes, seed, oracle, stratify, embed, max(length or 0, sizes[-1]),
+                                       list(start)))

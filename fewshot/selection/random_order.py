@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+from . import Strategy
+
 
 def prefix_order(labels: list[str], seed: int, stratify: bool) -> list[int]:
     """A seeded permutation of row indices whose every prefix is a sample of the rows.
@@ -38,3 +40,7 @@ def order(oracle, n_rows: int, seed: int, stratify: bool, start: list[int] = ())
         return list(start) + rest
     labels = oracle.all_labels() if stratify else [""] * n_rows
     return prefix_order(labels, seed, stratify)
+
+
+STRATEGY = Strategy("random", reads="every train label (to stratify)", rank=0, colour="#444444",
+                    order=lambda c: order(c.oracle, c.n_rows, c.seed, c.stratify, c.start))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import Strategy
+
 K_NEIGHBOURS = 20     # TypiClust's K
 MIN_CLUSTER = 5       # clusters smaller than this are taken only when no other has rows left
 
@@ -65,3 +67,7 @@ def order(emb: np.ndarray, sizes: list[int], seed: int, length: int, start: list
             chosen.append(int(i))
             count[c] += 1
     return chosen
+
+
+STRATEGY = Strategy("typical", reads="no label", rank=10, colour="#1f77b4",
+                    order=lambda c: order(c.embed(), c.sizes, c.seed, c.length, c.start))
