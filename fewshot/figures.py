@@ -97,7 +97,7 @@ def learning_curve(df: pd.DataFrame, out_dir=None, show_original: bool = False, 
             agg = g.groupby("train_rows")[metric].agg(["mean", "std", "size"]).reset_index()
             ax.scatter(g["train_rows"], g[metric], color=color, s=12, alpha=0.5)
             seeds = agg["size"].max()
-            key = next((m for m, v in METHOD_NAMES.items() if v == method), None)
+            key = g["method_key"].iloc[0] if "method_key" in g else None  # random rows: the curve key is the method
             legend = method + (" (x = demonstrations shown)" if method in icl else "")
             ax.plot(agg["train_rows"], agg["mean"], "o" + (":" if key in fell else ""), color=color,
                     label=legend + (f" ({seeds} seeds)" if seeds > 1 else "") + (" (falls or dips: no fit)" if key in fell else ""))

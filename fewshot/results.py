@@ -1,5 +1,6 @@
-"""One loader for everything in objs/ (LLM runs, the zero-shot point, baselines) and the training
-logs, so the report notebook's cells stay one-liners."""
+"""Reading results: everything in objs/ (LLM runs, the zero-shot point, baselines) as records, tables
+and per-row outcomes (what the curve step resamples), the training logs, and what the curve step wrote
+(read_answer, with a check that it still matches objs/), so the report notebook's cells stay one-liners."""
 from __future__ import annotations
 
 import json
