@@ -96,20 +96,27 @@ class Strategy:
         return method_name if self.name == RANDOM else f"{method_name}, {self.name} rows"
 
 
+_FOUND: dict[tuple, dict] = {}  # the strategies found, by the package's module names when they were read
+
+
 def strategies() -> dict[str, Strategy]:
-    """Every strategy module of this package, in display order (found anew each call, so a module
-    added while running counts)."""
+    """Every strategy module of this package, in display order. Read again whenever the package's
+    modules change, so a module added while running counts."""
     import importlib
     import pkgutil
-    importlib.invalidate_caches()
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        st = getattr(importlib.import_module(f"{__name__}.{info.name}"), "STRATEGY", None)
-        if isinstance(st, Strategy):
-            if st.name in found:
-                raise FewshotError(f"two selection modules name the strategy {st.name!r}")
-            found[st.name] = st
-    return dict(sorted(found.items(), key=lambda kv: (kv[1].rank, kv[0])))
+    names = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__)))
+    if names not in _FOUND:
+        importlib.invalidate_caches()
+        found = {}
+        for name in names:
+            st = getattr(importlib.import_module(f"{__name__}.{name}"), "STRATEGY", None)
+            if isinstance(st, Strategy):
+                if st.name in found:
+                    raise FewshotError(f"two selection modules name the strategy {st.name!r}")
+                found[st.name] = st
+        _FOUND.clear()
+        _FOUND[names] = dict(sorted(found.items(), key=lambda kv: (kv[1].rank, kv[0])))
+    return dict(_FOUND[names])
 
 
 def get(name: str | None) -> Strategy:
