@@ -217,3 +217,17 @@ def test_first_screen_reads_in_ten_seconds_and_the_report_only_reads(write_confi
     _make_run(cfg, "llm_train_810", 810, 0.85)
     assert render_only(cfg) == 0
     assert "was written from other results" in (out / "report.html").read_text()
+
+
+def test_first_screen_gives_the_best_rows_verdict_only_when_it_changes():
+    from fewshot.answer import first_screen
+    level = [{"other": "tfidf", "rows": n, "llm_is": "level"} for n in (16, 32)]
+    ahead = [{"other": "tfidf", "rows": n, "llm_is": "ahead"} for n in (16, 32)]
+    res = {"comparisons": level, "comparisons_best": level, "best_selection": {"llm_lora": "typical", "tfidf": "random"},
+           "split": "valid", "seeds": {"llm_lora": 3}}
+    same = first_screen(res)
+    assert same.count("In short") == 1 and "best measured rows" not in same
+    changed = first_screen({**res, "comparisons_best": ahead})
+    assert changed.count("In short") == 1 and "level with TF-IDF + LogReg" in changed
+    assert "best measured rows** (LLM + LoRA: typical, TF-IDF + LogReg: random; picked on the valid split, so " \
+           "optimistic) the verdict changes: LLM + LoRA is ahead of TF-IDF + LogReg" in changed
