@@ -10,6 +10,8 @@ import subprocess
 import threading
 from typing import Any, Callable
 
+from .procs import TermAsInterrupt
+
 
 def visible_gpus(limit: int | None = None) -> list[str]:
     """Device ids this process may use: CUDA_VISIBLE_DEVICES if set, else every card nvidia-smi
@@ -46,23 +48,24 @@ def run_on_slots(jobs: list[tuple[str, float, Any]], slots: list[Any], work: Cal
         finally:
             free.put(slot)
 
-    try:
-        for name, _, payload in sorted(jobs, key=lambda j: -j[1]):
-            while True:  # wait for a free device (with a timeout, so a signal can interrupt)
-                try:
-                    slot = free.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    pass
-            t = threading.Thread(target=one, args=(name, payload, slot), daemon=True)
-            t.start()
-            threads.append(t)
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.5)
-    except KeyboardInterrupt:
-        stop_all()
-        for t in threads:
-            t.join(timeout=30)
-        raise
+    with TermAsInterrupt():  # a plain `kill` reaches the main thread only: it stops the lanes' work too
+        try:
+            for name, _, payload in sorted(jobs, key=lambda j: -j[1]):
+                while True:  # wait for a free device (with a timeout, so a signal can interrupt)
+                    try:
+                        slot = free.get(timeout=0.5)
+                        break
+                    except queue.Empty:
+                        pass
+                t = threading.Thread(target=one, args=(name, payload, slot), daemon=True)
+                t.start()
+                threads.append(t)
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+        except KeyboardInterrupt:
+            stop_all()
+            for t in threads:
+                t.join(timeout=30)
+            raise
     return status

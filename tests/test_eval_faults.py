@@ -159,3 +159,40 @@ def test_scoring_twice_in_one_process_works(tmp_path):
     with fake("good", tmp=tmp_path) as url:
         for k in range(3):
             assert _score(url, tmp_path / f"p{k}.jsonl")["scored"] == 12
+
+
+def test_a_plain_kill_stops_the_servers_of_every_lane(tmp_path):
+    """Runs side by side on CPU lanes start their servers in worker threads, where no signal handler can
+    be set: a plain `kill` of the step (SIGTERM reaches the main thread only) must still stop each one."""
+    script = tmp_path / "lanes.py"
+    script.write_text(f"""
+import sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+from fewshot import procs
+from fewshot.schedule import run_on_slots
+lock = threading.Lock()
+from fewshot.serve import VLLMServer, free_port
+servers = []
+def work2(name, lane):
+    port = free_port()
+    srv = VLLMServer([sys.executable, {FAKE!r}, str(port), 'slow'], port, {str(tmp_path)!r} + f'/{{name}}.log', 20)
+    with srv:
+        servers.append(srv.proc)
+        with lock:  # one line per server: two threads' prints can interleave
+            sys.stdout.write(f"{{srv.proc.pid}}\\n")
+            sys.stdout.flush()
+        while srv.proc.poll() is None:  # scoring, until its server goes
+            time.sleep(0.2)
+    return 'done'
+run_on_slots([('a', 1, 'a'), ('b', 1, 'b')], [[0], [1]], work2, lambda: [procs.stop(p) for p in list(servers)])
+""")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids = [int(p.stdout.readline()), int(p.stdout.readline())]
+    for pid in pids:
+        os.kill(pid, 0)  # both lanes' servers are up
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    time.sleep(0.5)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
