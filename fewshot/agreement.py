@@ -53,14 +53,14 @@ def compare(ref: dict[int, dict], other: dict[int, dict], tol: float = NEAR_TIE)
     """ref/other: row -> a predictions.jsonl row ({"raw", "pred", "logprobs"?}). `same` is True when both
     answered the same rows and every label that differs is a near-tie."""
     flips, text = [], 0
-    for i in sorted(set(ref) & set(other)):
+    shared = sorted(set(ref) & set(other))
+    for i in shared:
         x, y = ref[i], other[i]
         text += x["raw"] != y["raw"]
         if x["pred"] != y["pred"]:
             m = margin(x.get("logprobs"), y.get("logprobs"))
             flips.append({"row": i, "ref": x["pred"], "other": y["pred"],
                           "margin": None if m is None else round(m, 4), "near_tie": m is not None and m <= tol})
-    shared = set(ref) & set(other)
     real = [f for f in flips if not f["near_tie"]]
     return {"rows": len(shared), "missing": sorted(set(ref) ^ set(other))[:10], "text_differ": text,
             "label_flips": flips, "real": real,

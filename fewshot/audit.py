@@ -203,31 +203,32 @@ def report(cfg, splits: dict[str, list[dict]], labels: list[str], emb: dict | No
     return out
 
 
-def line(data_dir: str) -> str:
-    """The audit in one line for the report's first screen, pointing at its box below when it found anything."""
+def _read(data_dir: str):
+    """(path of the data step's audit.json, its findings or None when there is none)."""
     import json
     from pathlib import Path
     from .manifest import AUDIT
     p = Path(data_dir) / AUDIT
-    if not p.exists():
+    return p, (json.loads(p.read_text()) if p.exists() else None)
+
+
+def line(data_dir: str) -> str:
+    """The audit in one line for the report's first screen, pointing at its box below when it found anything."""
+    p, a = _read(data_dir)
+    if a is None:
         return f"*Data audit: none in {p} (rerun the data step).*"
-    a = json.loads(p.read_text())
     return f"**Data audit**: {a['summary']}" + ("." if a.get("clean") else " ([what it found](#The-data-audit)).")
 
 
 def markdown(data_dir: str) -> str:
-    """The audit on the report's first screen: one line when clean, a box of findings when not."""
-    import json
-    from pathlib import Path
-    from .manifest import AUDIT
-    p = Path(data_dir) / AUDIT
-    if not p.exists():
-        return f"*Data audit: none in {p} (rerun the data step).*\n\n"
-    a = json.loads(p.read_text())
-    line = f"**Data audit**: {a['summary']} (`{p}`)."
+    """The audit's box in the report: one line when clean, the findings when not."""
+    p, a = _read(data_dir)
+    if a is None:
+        return line(data_dir) + "\n\n"
+    head = f"**Data audit**: {a['summary']} (`{p}`)."
     if a.get("clean"):
-        return line + "\n\n"
-    box = [line] + [f"- {w}" for w in a["warnings"]]
+        return head + "\n\n"
+    box = [head] + [f"- {w}" for w in a["warnings"]]
     dup = a["duplicates"]
     if dup["examples"]:
         box.append(f"- duplicate groups, e.g. {'; '.join(' = '.join(g) for g in dup['examples'][:3])}")

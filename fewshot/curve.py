@@ -131,7 +131,8 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
     (`Fitted.res`, what labels_needed.json holds) and the fitted curves a plan reads beside them."""
     cal = calibration or load_calibration()
     rule = cal["rule"]
-    points, labels = load_points(objs_dir)
+    results = load_results(objs_dir)
+    points, labels = load_points(objs_dir, results)
     k = len(labels)
     ranks = {name: s.rank for name, s in strategies().items()}
     methods = sorted({p.method for p in points}, key=lambda m: _order(m, ranks))
@@ -196,8 +197,8 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
         out["comparisons_best"] = compare({b: by_m[key(b, sel)] for b, sel in best.items()}, k, boot_rows, seed)
     out["savings"] = savings(fits, boots, out["labels_needed"], targets)
     out["cost"] = cost_table(points, out["labels_needed"])
-    out["split"] = "/".join(sorted({str(r.get("split")) for r in load_results(objs_dir) if r.get("split")}))
-    icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in load_results(objs_dir)
+    out["split"] = "/".join(sorted({str(r.get("split")) for r in results if r.get("split")}))
+    icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in results
            if r["method"] in ICL_METHODS and r.get("icl") and r.get("selection", RANDOM) == RANDOM}  # the free and constrained runs share their info
     out["icl"] = [{"rows": n, "seed": s, **{k: info.get(k) for k in ("k", "budget", "tokens", "budget_sets_k",
                                                                         "same_for")}}

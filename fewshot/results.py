@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .fileio import read_jsonl
+from .fileio import read_jsonl, sha256_file
 from .selection import get as get_strategy
 
 # The original study's published validation numbers (GLM-4-9B-Chat, patent abstracts, 5000 rows).
@@ -58,7 +58,7 @@ def fingerprint(objs_dir: str | Path) -> str:
     import hashlib
     h = hashlib.sha256()
     for p in sorted(Path(objs_dir).glob("*.json")):
-        h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+        h.update(f"{p.name}\0{sha256_file(p)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -224,10 +224,11 @@ def _where(device: str, cores: list | None) -> str:
     return f"{device} ({len(cores)} core{'s' if len(cores) > 1 else ''})" if device == "cpu" and cores else device
 
 
-def load_points(objs_dir: str | Path) -> tuple[list[Point], list[str]]:
-    """Every scored run with a learning curve, as per-row outcomes (what the curve step resamples), and the labels."""
+def load_points(objs_dir: str | Path, results: list[dict] | None = None) -> tuple[list[Point], list[str]]:
+    """Every scored run with a learning curve, as per-row outcomes (what the curve step resamples), and the
+    labels. results: objs/'s records, where the caller has read them already."""
     pts, labels = [], []
-    for r in load_results(objs_dir):
+    for r in load_results(objs_dir) if results is None else results:
         if r["method"] not in CURVE_METHODS or not r.get("train_rows"):
             continue
         rows = {x["i"]: x for x in read_jsonl(Path(objs_dir) / r["name"] / "predictions.jsonl")}

@@ -111,15 +111,15 @@ WRITES_OR_FITS = {"analyse", "fit", "fit_curve", "make_plan", "rank", "write", "
                   "atomic_write_json", "atomic_write_text", "atomic_write_bytes", "append_jsonl"}
 
 
-def notebook_uses(source: str) -> tuple[set[str], set[str]]:
-    """(fewshot modules imported, names called) in a notebook's code."""
+def notebook_uses(source: str, known: set[str]) -> tuple[set[str], set[str]]:
+    """(fewshot modules imported, names called) in a notebook's code; known: the package's modules."""
     mods, calls = set(), set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fewshot"):
             target = node.module[len("fewshot."):] if node.module != "fewshot" else ""
             for a in node.names:
                 full = f"{target}.{a.name}" if target else a.name
-                mods.add(full if (PKG / f"{full.replace('.', '/')}.py").exists() or (PKG / full).is_dir() else target)
+                mods.add(full if full in known else target)  # a module, or a name taken from one
         elif isinstance(node, ast.Import):
             mods |= {a.name[len("fewshot."):] for a in node.names if a.name.startswith("fewshot.")}
         elif isinstance(node, ast.Call):
@@ -131,7 +131,7 @@ def notebook_uses(source: str) -> tuple[set[str], set[str]]:
 def notebook_problems(source: str, step: str) -> list[str]:
     """What breaks "no step runs another step" in a notebook that is `step`; the report reads and draws only."""
     graph, out = import_graph(), []
-    mods, calls = notebook_uses(source)
+    mods, calls = notebook_uses(source, set(graph))
     seen, todo = set(), [m for m in mods if m in graph]
     while todo:
         m = todo.pop()
