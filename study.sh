@@ -18,7 +18,7 @@ stage() {
     "$(date -u +%FT%TZ)" >> logs/study_times.jsonl
   echo "[study] stage $n of 4: $name took $(((SECONDS - t0) / 60)) min $(((SECONDS - t0) % 60)) s"
 }
-stage train bash train.sh "$@"
+stage train env FEWSHOT_DATA_DONE=1 bash train.sh "$@"
 stage eval bash eval.sh "$@"
 stage baselines .venv/bin/python -m fewshot baselines --config "$CONFIG" "$@"
 report() {  # the curve step writes the answer and the plan; the report only reads and draws

@@ -6,5 +6,6 @@ set -uo pipefail
 cd "$(dirname "$0")"
 CONFIG=${CONFIG:-configs/demo.yaml}
 [ -x .venv/bin/python ] || { echo "train.sh: $PWD/.venv/bin/python not found on $(hostname): run bash setup.sh in $PWD" >&2; exit 2; }
-.venv/bin/python -m fewshot data --config "$CONFIG" "$@" || exit $?
+# study.sh has just run the data step itself (FEWSHOT_DATA_DONE=1): not twice per study
+[ "${FEWSHOT_DATA_DONE:-}" = 1 ] || .venv/bin/python -m fewshot data --config "$CONFIG" "$@" || exit $?
 exec .venv/bin/python -m fewshot train --config "$CONFIG" "$@"

@@ -27,15 +27,18 @@ from .prompt import strip_input
 
 
 ENCODER_MAX_TOKENS = 256  # all-MiniLM-L6-v2's own max_seq_length; both encoder methods cut there
+EVAL_BATCH = 16  # the encoder scores rows of similar length 16 at a time (2.5 s for 200 rows against 3.8 in random pairs)
 
 
 def cut_counts(cfg: Config, train_x: list[str], test_x: list[str]) -> dict:
     """How many texts the encoder methods cut to ENCODER_MAX_TOKENS, so the cut is said, not silent
-    (the LLM side fails on, or explicitly cuts, rows longer than its limit)."""
+    (the LLM side fails on, or explicitly cuts, rows longer than its limit), and the tokens they read."""
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(encoder_path(cfg))
-    over = lambda xs: sum(len(ids) > ENCODER_MAX_TOKENS for ids in tok(xs, verbose=False)["input_ids"])
-    return {"max_tokens": ENCODER_MAX_TOKENS, "train": over(train_x), "eval": over(test_x)}
+    lens = {k: [len(ids) for ids in tok(xs, verbose=False)["input_ids"]] for k, xs in (("train", train_x), ("eval", test_x))}
+    return {"max_tokens": ENCODER_MAX_TOKENS, **{k: sum(n > ENCODER_MAX_TOKENS for n in v) for k, v in lens.items()},
+            # what the encoder reads after the cut (bench profile counts FLOPs from it)
+            **{f"{k}_tokens": sum(min(n, ENCODER_MAX_TOKENS) for n in v) for k, v in lens.items()}}
 
 
 def split_texts(cfg: Config, name: str) -> tuple[list[str], list[str]]:
@@ -103,7 +106,7 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
                            f"{b.encoder_batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, num_train_epochs=encoder_epochs(b, len(train_x)), bf16=encoder_bf16(cfg),
-                                 per_device_train_batch_size=micro_batch, per_device_eval_batch_size=micro_batch,
+                                 per_device_train_batch_size=micro_batch, per_device_eval_batch_size=EVAL_BATCH,
                                  gradient_accumulation_steps=b.encoder_batch_size // micro_batch,
                                  learning_rate=b.encoder_lr, weight_decay=0.01, warmup_steps=0.1,  # a float: share of the steps
                                  seed=seed, data_seed=seed, save_strategy="no", optim="adamw_torch_fused",
@@ -114,7 +117,12 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
         # steps (it skips that for models whose forward takes **kwargs, assuming they count tokens)
         trainer.model_accepts_loss_kwargs = False
         loss = trainer.train().training_loss
-        return labels, trainer.predict(test).predictions, loss
+        # scored shortest first, EVAL_BATCH rows at a time: little padding; the order is undone below
+        by_len = sorted(range(len(test_x)), key=lambda i: len(test["input_ids"][i]))
+        logits = trainer.predict(test.select(by_len)).predictions
+        out = logits.copy()
+        out[by_len] = logits
+        return labels, out, loss
 
 
 def encoder_micro_batch(b) -> int:
@@ -133,24 +141,51 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return [labels[i] for i in np.argmax(logits, axis=-1)]
 
 
+def cosine_loss_fp32():
+    """SetFit's loss (cosine similarity of a pair's embeddings against 1 or 0, squared error) taken in
+    fp32 from embeddings a bf16 body made: in bf16 a cosine near 1 has steps of ~0.004, as large as
+    the error left on a well-separated pair, and SetFit in plain bf16 autocast fell as rows grew
+    (0.83 at 100 rows to 0.54 at 2000, design.md). Only the body's matrix products run in bf16."""
+    import torch
+    from sentence_transformers.losses import CosineSimilarityLoss
+
+    class CosineLossFp32(CosineSimilarityLoss):
+        def compute_loss_from_embeddings(self, embeddings, labels):
+            with torch.autocast(embeddings[0].device.type, enabled=False):
+                return super().compute_loss_from_embeddings([e.float() for e in embeddings], labels)
+    return CosineLossFp32
+
+
+def _autocast(bf16: bool):
+    import contextlib
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
-    """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head."""
+    """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head. The body
+    runs in bf16 where the encoder fine-tune does (devices.encoder_bf16), the loss in fp32."""
     from datasets import Dataset
+    from sentence_transformers.losses import CosineSimilarityLoss
     from setfit import SetFitModel, Trainer, TrainingArguments
     import tempfile
+    bf16 = encoder_bf16(cfg)
     model = SetFitModel.from_pretrained(encoder_path(cfg), head_params=dict(head))
     model.model_body.max_seq_length = ENCODER_MAX_TOKENS
     with tempfile.TemporaryDirectory() as tmp:  # SetFit checkpoints into ./checkpoints by default
         args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
-                                 num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False)
+                                 num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False,
+                                 loss=cosine_loss_fp32() if bf16 else CosineSimilarityLoss)
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
-        trainer.train()  # fp32: in bf16 autocast its accuracy fell as rows grew (README, bench/setfit_check.py)
+        with _autocast(bf16):
+            trainer.train()
     return model
 
 
 def setfit(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     model = setfit_model(train_x, train_y, seed, cfg, SETFIT_HEADS[cfg.baselines.setfit_head])
-    return [str(p) for p in model.predict(test_x, as_numpy=True)]
+    with _autocast(encoder_bf16(cfg)):
+        return [str(p) for p in model.predict(test_x, as_numpy=True)]
 
 
 METHODS = {"tfidf": tfidf, "encoder": encoder, "setfit": setfit}
@@ -160,8 +195,8 @@ def method_settings(cfg: Config, method: str) -> dict:
     """The config keys a method's result depends on (its skip key): changing the encoder's epochs
     reruns the encoder runs, not TF-IDF's."""
     b = cfg.baselines
-    device = {"bf16": encoder_bf16(cfg), "micro_batch": encoder_micro_batch(b), "sorted_fused": True} \
-        if method == "encoder" else {}
+    device = {"bf16": encoder_bf16(cfg), "micro_batch": encoder_micro_batch(b), "sorted_fused": True, "eval_batch": EVAL_BATCH} \
+        if method == "encoder" else {"bf16_body_fp32_loss": True} if method == "setfit" and encoder_bf16(cfg) else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device

@@ -265,12 +265,15 @@ def _cores(cores: list | None) -> str:
     return ",".join(map(str, cores)) if cores else "all"
 
 
-def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
+def profile_rows(cfg: Config, n_params: float, probe: float, enc_params: float = 0.0,
+                 enc_probe: float | None = None) -> list[dict]:
     """One row per finished run of this config's objs/ and training log: where its seconds went, on
     which cores, and for the LLM how many model FLOP/s that was against the probe's share of those
     cores (4 x params per trained token:
     forward and the activations' backward, LoRA's weights being few; 2 x params per computed
-    prompt or generated token; the prefix cache's tokens are not computed again)."""
+    prompt or generated token; the prefix cache's tokens are not computed again); for the encoder,
+    SetFit and the data step's embeddings from the tokens they read (`encoder_flops`), against the
+    probe in their own precision (enc_probe)."""
     from .fileio import read_json
     trained = {r["run"]: r for r in read_jsonl(Path(cfg.train.log_dir) / "train_summary.jsonl")}
     rows = []
@@ -302,9 +305,37 @@ def profile_rows(cfg: Config, n_params: float, probe: float) -> list[dict]:
                          "cores": _cores(sc.get("cores")), "detail": "; ".join(x for x in parts if x),
                          "GFLOP/s (of probe)": _pct(g, _lane_probe(probe, sc.get("cores")))})
         elif r.get("seconds") is not None:
+            flops, detail = encoder_flops(cfg, r, enc_params)
+            g = flops / r["seconds"] / 1e9 if flops and r["seconds"] else None
             rows.append({"run": r["name"], "work": r["method"], "seconds": round(r["seconds"]),
-                         "cores": _cores(r.get("cores")), "detail": "-", "GFLOP/s (of probe)": "-"})
+                         "cores": _cores(r.get("cores")), "detail": detail,
+                         "GFLOP/s (of probe)": _pct(g, _lane_probe(enc_probe or probe, r.get("cores")))})
+    for f in sorted((Path(cfg.data.out_dir) / "embeddings").glob("*.json")):  # the data step's frozen embeddings
+        e = read_json(f)
+        g = 2 * enc_params * e["tokens"] / e["seconds"] / 1e9 if enc_params and e.get("seconds") else None
+        rows.append({"run": f"embeddings {f.stem}", "work": "embeddings", "seconds": round(e["seconds"]),
+                     "cores": _cores(e.get("cores")), "detail": f"{e['rows']} rows, {e['tokens']} tokens, {e['precision']}",
+                     "GFLOP/s (of probe)": _pct(g, _lane_probe(enc_probe or probe, e.get("cores")))})
     return rows
+
+
+def encoder_flops(cfg: Config, r: dict, params: float) -> tuple[float | None, str]:
+    """Model FLOPs of an encoder or SetFit run from the tokens it read (its `cut` record): 6 x params per
+    trained token (every weight is trained), 2 x per encoded one; the encoder pushes its row passes
+    through, SetFit 2 x iterations x rows pairs (4 texts a row), then encodes train and scored rows
+    for its head. None where the run did not record its tokens (TF-IDF; runs before the record)."""
+    from .estimate import encoder_row_passes
+    cut, n = r.get("cut") or {}, r.get("train_rows") or 0
+    if not params or "train_tokens" not in cut or not n:
+        return None, "-"
+    per_row = cut["train_tokens"] / n
+    if r["method"] == "encoder":
+        passes = encoder_row_passes(cfg.baselines, n)
+        return (6 * params * per_row * passes + 2 * params * cut["eval_tokens"],
+                f"{passes} row passes of ~{per_row:.0f} tokens, {cut['eval_tokens']} tokens scored")
+    texts = 4 * cfg.baselines.setfit_iterations * n
+    return (6 * params * per_row * texts + 2 * params * (cut["train_tokens"] + cut["eval_tokens"]),
+            f"{texts} texts in pairs of ~{per_row:.0f} tokens, {cut['train_tokens'] + cut['eval_tokens']} tokens encoded")
 
 
 def bench_profile(cfg: Config) -> int:
@@ -312,12 +343,15 @@ def bench_profile(cfg: Config) -> int:
     training tokens, merges, server starts, scoring with vLLM's own token counters, each baseline
     run; the LLM's model FLOP/s beside this CPU's matrix-product probe, so a stage far below the
     probe is where a speed-up may still be, and one near it only gets faster by doing less."""
-    from .devices import precision_on
+    from .devices import encoder_bf16, precision_on
     from .estimate import model_params, probe_gflops
-    from .models import model_path
+    from .models import encoder_path, model_path
     dtype = precision_on(cfg, "cpu")
     probe = probe_gflops("bf16" if dtype == "bf16" else "fp32")
-    rows = profile_rows(cfg, model_params(model_path(cfg)), probe)
+    enc_probe = probe if encoder_bf16(cfg) == (dtype == "bf16") else probe_gflops("bf16" if encoder_bf16(cfg) else "fp32")
+    enc = encoder_path(cfg)
+    enc_params = model_params(enc, skip="embeddings.") if Path(enc).is_dir() else 0.0
+    rows = profile_rows(cfg, model_params(model_path(cfg)), probe, enc_params, enc_probe)
     if not rows:
         raise FewshotError(f"bench profile: no finished runs in {cfg.eval.out_dir}/ or "
                            f"{cfg.train.log_dir}/train_summary.jsonl; run the study first")

@@ -85,11 +85,18 @@ def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     the API server: on a 2-core machine the model ran on one core (1.21 rows/s on the demo's test rows,
     AVX2 EPYC) where both gave 2.23. The engine gets every core this process may use; the API
     server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins.
-    cpus: a lane's cores, for servers side by side."""
-    if has_gpu() or os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+    cpus: a lane's cores, for servers side by side.
+    The engine also runs inside the API server's process (VLLM_ENABLE_V1_MULTIPROCESSING=0): as its
+    own process it polled for requests on the lane's one core beside the API server; in one process
+    a server started in 18 s instead of 24 and scored 5.8 instead of 4.8 rows/s (one core, AMX Xeon,
+    docs/benchmarks.md). A value the user set wins."""
+    if has_gpu():
         return {}
+    env = {} if "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ else {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        return env
     cpus = cpus or usable_cpus()
-    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else {}
+    return {**env, "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else env
 
 
 def usable_cpus() -> list[int]:
@@ -124,8 +131,8 @@ def pin(pid: int, cpus: list[int]) -> None:
 
 def encoder_bf16(cfg) -> bool:
     """The encoder fine-tune runs in bf16 where the LLM trains in bf16 on a CPU (train.precision,
-    auto = native bf16), so `precision: fp32` means fp32 for every trained model. SetFit stays fp32
-    (its contrastive step degraded in bf16 autocast)."""
+    auto = native bf16), so `precision: fp32` means fp32 for every trained model. SetFit's body and
+    the data step's embeddings follow it too; SetFit's loss stays fp32 (baselines.cosine_loss_fp32)."""
     import torch
     return not torch.cuda.is_available() and precision_on(cfg, "cpu") == "bf16"
 

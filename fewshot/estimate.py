@@ -42,13 +42,14 @@ def probe_gflops(dtype: str = "fp32", reps: int = 6, each_s: float = 0.4) -> flo
     return best
 
 
-def model_params(path: str) -> float:
-    """Parameters of a local model folder, from its safetensors headers (no weights read)."""
+def model_params(path: str, skip: str | None = None) -> float:
+    """Parameters of a local model folder, from its safetensors headers (no weights read); skip: leave
+    out tensors whose name contains it (an encoder's "embeddings.": looked up, not multiplied)."""
     total = 0
     for f in Path(path).glob("*.safetensors"):
         with open(f, "rb") as fh:
             header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__" and not (skip and skip in k))
     return float(total)
 
 

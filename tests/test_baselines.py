@@ -95,7 +95,28 @@ def test_encoder_micro_batches_give_the_batchs_update(easy_cfg, tmp_path):
 def test_encoder_cut_is_counted_not_silent(easy_cfg):
     cfg = easy_cfg(["encoder"])
     long = " ".join(["package"] * 300)  # over 256 encoder tokens
-    assert cut_counts(cfg, [long, "a short text"], ["short", long, long]) == {"max_tokens": 256, "train": 1, "eval": 2}
+    c = cut_counts(cfg, [long, "a short text"], ["short", long, long])
+    assert {k: c[k] for k in ("max_tokens", "train", "eval")} == {"max_tokens": 256, "train": 1, "eval": 2}
+    # what the encoder reads after the cut: the long texts count 256 tokens each, not 302
+    assert 256 < c["train_tokens"] < 256 + 10 and 2 * 256 < c["eval_tokens"] < 2 * 256 + 10
+
+
+def test_setfit_loss_is_taken_in_fp32_from_a_bf16_body():
+    """Pairs 0.9998 apart in cosine, label 1: in bf16 the cosine rounds and the loss is hundreds of
+    times too large; the loss SetFit trains with under autocast gives the exact one."""
+    import torch
+    from sentence_transformers.losses import CosineSimilarityLoss
+    from fewshot.baselines import cosine_loss_fp32
+    torch.manual_seed(0)
+    a = torch.randn(64, 384)
+    b = (a + 0.02 * torch.randn(64, 384)).bfloat16()
+    a = a.bfloat16()
+    exact = float(((torch.cosine_similarity(a.double(), b.double()) - 1) ** 2).mean())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = cosine_loss_fp32()(torch.nn.Identity()).compute_loss_from_embeddings([a, b], torch.ones(64))
+        plain = CosineSimilarityLoss(torch.nn.Identity()).compute_loss_from_embeddings([a, b], torch.ones(64))
+    assert abs(float(ours) - exact) <= 1e-3 * exact
+    assert abs(float(plain) - exact) > 10 * exact  # why: what SetFit in plain autocast trained on
 
 
 def test_bad_encoder_path_is_named(easy_cfg, tmp_path):
@@ -114,6 +135,14 @@ def test_a_method_reruns_only_when_its_own_settings_change(easy_cfg, capsys):
     from fewshot.baselines import method_settings
     assert method_settings(other, "encoder")["epochs"] == 7.0
     assert method_settings(other, "setfit")["iters"] == 3
+    import fewshot.baselines as B
+    for native in (True, False):  # SetFit's body in bf16 or not: another result, so another skip key
+        B.encoder_bf16, was = (lambda c: native), B.encoder_bf16
+        try:
+            keys = method_settings(other, "setfit")
+        finally:
+            B.encoder_bf16 = was
+        assert keys.get("bf16_body_fp32_loss", False) is native
     heads = {h: method_settings(load_config(cfg.path, [f"baselines.setfit_head={h}"]), "setfit")["head"]
              for h in ("setfit", "balanced_C10")}
     assert heads["setfit"] != heads["balanced_C10"]  # another head reruns SetFit

@@ -74,3 +74,31 @@ def test_bench_study_runs_study_sh_on_the_resolved_config_and_files_it_by_precis
     tag = m["cpu_kind"] + ("_fp32" if m["native_bf16"] else "")
     assert [f.name for f in (tmp_path / "results").iterdir()] == [f"study_{tag}.json"]
     assert json.loads((tmp_path / "results" / f"study_{tag}.json").read_text())["machine"]["precision"] == "fp32"
+
+
+def test_encoder_setfit_and_embeddings_get_flops_from_the_tokens_they_read(tmp_path, monkeypatch):
+    """6 x params per trained token, 2 x per encoded one; the encoder's row passes come from its step
+    floor, SetFit's texts from its pairs; a run without token records is not guessed."""
+    import fewshot.devices as D
+    monkeypatch.setattr(D, "usable_cpus", lambda: [0, 1])
+    cfg = load_config(ROOT / "configs" / "demo.yaml", [f"eval.out_dir={tmp_path / 'objs'}", f"train.log_dir={tmp_path / 'logs'}",
+                                                       f"data.out_dir={tmp_path / 'data'}", "baselines.encoder_min_steps=100",
+                                                       "baselines.encoder_batch_size=8", "baselines.setfit_iterations=1"])
+    for d in ("objs", "logs", "data/embeddings"):
+        (tmp_path / d).mkdir(parents=True)
+    cut = {"train_tokens": 1600, "eval_tokens": 20000}  # 16 rows of 100 tokens
+    for name, method, secs in (("encoder_16_s0", "encoder", 100.0), ("setfit_16_s0", "setfit", 10.0)):
+        (tmp_path / "objs" / f"{name}.json").write_text(json.dumps(
+            {"name": name, "method": method, "train_rows": 16, "seconds": secs, "cut": cut, "cores": [1]}))
+    (tmp_path / "objs" / "setfit_32_s0.json").write_text(json.dumps(
+        {"name": "setfit_32_s0", "method": "setfit", "train_rows": 32, "seconds": 10.0, "cut": {"train": 0}}))
+    (tmp_path / "data" / "embeddings" / "abc.json").write_text(json.dumps(
+        {"rows": 10, "tokens": 50000, "seconds": 10.0, "precision": "bf16", "cores": [0, 1]}))
+    rows = {r["run"]: r for r in profile_rows(cfg, n_params=1e8, probe=100.0, enc_params=1e7, enc_probe=40.0)}
+    # encoder: 100 steps x 8 rows = 800 passes x 100 tokens x 6e7 + 20000 x 2e7 = 4.8e12 + 4e11 over 100 s; a lane: 20
+    assert rows["encoder_16_s0"]["GFLOP/s (of probe)"] == "52 (260%)"
+    # SetFit: 4 x 16 texts x 100 tokens x 6e7 + (1600 + 20000) x 2e7 = 3.84e11 + 4.32e11 over 10 s
+    assert rows["setfit_16_s0"]["GFLOP/s (of probe)"] == "82 (408%)"
+    assert rows["setfit_32_s0"]["GFLOP/s (of probe)"] == "-"
+    # embeddings: 2 x 1e7 x 50000 / 10 s on both cores
+    assert rows["embeddings abc"]["GFLOP/s (of probe)"] == "100 (250%)"

@@ -159,3 +159,14 @@ def test_a_new_strategy_is_one_module(write_config):
     finally:
         mod.unlink()
         sys.modules.pop("fewshot.selection.toy_last_rows", None)
+
+
+def test_embeddings_are_cached_per_precision():
+    """bf16 vectors are not served to an fp32 study, nor the other way; fp32 keeps the key it had."""
+    import hashlib
+    import json
+    from fewshot.embeddings import MAX_TOKENS, texts_key
+    texts = ["a text", "another"]
+    old = hashlib.sha256(json.dumps(["enc", MAX_TOKENS, texts]).encode()).hexdigest()[:16]
+    assert texts_key(texts, "/x/enc") == texts_key(texts, "/x/enc", "fp32") == old
+    assert texts_key(texts, "/x/enc", "bf16") != old

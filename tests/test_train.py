@@ -203,6 +203,7 @@ def test_labelled_logits_give_the_full_loss_and_gradients():
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0 < r["keep"] < 40
+    assert r["head_input_compact"]  # the head's matmul folds: no copy of its weight per forward
     assert abs(r["loss_full"] - r["loss_tail"]) <= 1e-5 * abs(r["loss_full"])
     assert r["grad_max_abs"] > 0 and r["grad_max_abs_diff"] <= 1e-5 * r["grad_max_abs"]
 
