@@ -77,9 +77,6 @@ def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
         args[precision] = True
     if device == "cpu":
         args["use_cpu"] = True
-        # eager attention: torch's CPU flash-attention backward took a sixth of a step on rows of ~230
-        # tokens; eager trained 1.10x faster in bf16 on an AMX Xeon (docs/benchmarks.md)
-        args["flash_attn"] = "disabled"
     if not t.gradient_checkpointing:
         args["disable_gradient_checkpointing"] = True
     if t.fast:
