@@ -85,18 +85,11 @@ def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     the API server: on a 2-core machine the model ran on one core (1.21 rows/s on the demo's test rows,
     AVX2 EPYC) where both gave 2.23. The engine gets every core this process may use; the API
     server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins.
-    cpus: a lane's cores, for servers side by side.
-    The engine also runs inside the API server's process (VLLM_ENABLE_V1_MULTIPROCESSING=0): as its
-    own process it polled for requests on the lane's one core beside the API server; in one process
-    a server started in 18 s instead of 24 and scored 5.8 instead of 4.8 rows/s (one core, AMX Xeon,
-    docs/benchmarks.md). A value the user set wins."""
-    if has_gpu():
+    cpus: a lane's cores, for servers side by side."""
+    if has_gpu() or os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
         return {}
-    env = {} if "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ else {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
-        return env
     cpus = cpus or usable_cpus()
-    return {**env, "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else env
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else {}
 
 
 def usable_cpus() -> list[int]:

@@ -81,18 +81,3 @@ def test_a_label_longer_than_the_answer_cap_is_an_error_naming_it(write_config):
                                            rf"eval.max_tokens={n - 1}: .*set eval.max_tokens to {n} or more"):
         check_answer_room(load_config(write_config({"eval.max_tokens": n - 1})), labels)
 
-
-def test_the_cpu_engine_runs_in_the_api_servers_process_unless_the_user_says_otherwise(monkeypatch):
-    """One process per server on a lane's core (it started 18 s instead of 24); the user's own setting
-    and core binding win; a GPU box gets none of it."""
-    import fewshot.devices as D
-    monkeypatch.setattr(D, "has_gpu", lambda: False)
-    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
-    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
-    assert D.cpu_serving_env([1]) == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "1"}
-    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
-    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
-    assert D.cpu_serving_env([1]) == {}  # both inherited from the user's environment as they are
-    monkeypatch.setattr(D, "has_gpu", lambda: True)
-    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
-    assert D.cpu_serving_env([1]) == {}
