@@ -157,9 +157,8 @@ def cosine_loss_fp32():
 
 
 def _autocast(bf16: bool):
-    import contextlib
     import torch
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
 def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):

@@ -25,9 +25,8 @@ def texts_key(texts: list[str], encoder: str, precision: str = "fp32") -> str:
 
 def embed(cfg, texts: list[str]) -> np.ndarray:
     """Unit-length embeddings, one row per text; cached by the texts, the encoder and the precision."""
-    import os
     import time
-    from .devices import encoder_bf16
+    from .devices import encoder_bf16, usable_cpus
     enc = encoder_path(cfg)
     bf16 = encoder_bf16(cfg)
     path = Path(cfg.data.out_dir) / "embeddings" / f"{texts_key(texts, enc, 'bf16' if bf16 else 'fp32')}.npy"
@@ -53,6 +52,6 @@ def embed(cfg, texts: list[str]) -> np.ndarray:
     tokens = sum(min(MAX_TOKENS, len(ids)) for ids in model.tokenizer(texts, verbose=False)["input_ids"])
     atomic_write_json(path.with_suffix(".json"), {
         "rows": len(texts), "tokens": tokens, "seconds": round(secs, 1), "precision": "bf16" if bf16 else "fp32",
-        "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cores": usable_cpus(),
         "threads": torch.get_num_threads(), "encoder": Path(enc).name})
     return out
