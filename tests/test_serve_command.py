@@ -30,6 +30,24 @@ def test_gpu_command_is_vllm_serve_with_lora_modules(serve_env):
     assert mods == ["llm_train_100=/s/a", "llm_train_500=/s/b"]
 
 
+def test_gpu_server_runs_in_the_training_precision_and_scores_record_it(serve_env, write_config, monkeypatch):
+    """vLLM left alone serves a float32 checkpoint in bf16, which drowned the paper recipe's weak
+    100-row LoRA adapters (docs/gpu.md); the GPU server takes the precision the adapters trained in."""
+    from fewshot import devices, eval as ev
+    from fewshot.config import load_config
+    from fewshot.runs import Run
+    paper, auto = load_config("configs/paper.yaml"), load_config(write_config({"train.precision": "auto"}))
+    assert paper.train.precision == "fp16" and devices.gpu_serving_dtype(paper) == "float16"
+    assert devices.gpu_serving_dtype(auto) == "bfloat16"
+    cmd = vllm_command("/m/glm", "base", 8011, {"r": "/s/a"}, 8, None, gpu=True, gpu_dtype="float16")
+    assert cmd[:5] == [str(serve_env / "bin" / "vllm"), "serve", "/m/glm", "--dtype", "float16"]
+    run = Run("llm_train_100", 100, 0, serve_env, "h", "lora")
+    monkeypatch.setattr(devices, "has_gpu", lambda: True)
+    on_gpu = ev.eval_hash(paper, run, "sha")
+    monkeypatch.setattr(devices, "has_gpu", lambda: False)
+    assert ev.eval_hash(paper, run, "sha") != on_gpu  # a GPU scoring is never taken for a CPU one
+
+
 def test_cpu_command_is_the_module_entry_point_in_fp32(serve_env):
     cmd = vllm_command("/m/smol", "m", 8012, None, 8, None, gpu=False)
     assert cmd[:4] == [str(serve_env / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model"]
