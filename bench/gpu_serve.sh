@@ -13,6 +13,7 @@
 #   eval   waits for train.sh, then eval.sh with eval.mode=multi_lora (and $EVAL_SET), timed; back: the
 #          predictions, the server's log and up to 6 adapters (for scoring on a CPU)
 #   fetch  the next adapters
+#   adapters  adapters trained before, carried in as tars, in place of train.sh (with TRAIN=0 train)
 # Found on one H100 (2026-12-06, docs/gpu.md) and folded in here and in the carry: FlashInfer is not
 # carried, so its sampler is off; xgrammar 0.2.3; no HF `kernels`; truststore beside the client.
 #   bash bench/gpu_serve.sh PHASE
@@ -96,11 +97,18 @@ train)
   M=$G/models/SmolLM2-135M-Instruct
   [ -f $M/config.json ] || { timeout 200 $G/env/bin/python $REPO/fewshot/train_env/convert_gguf.py $M 2>&1 | tail -n 3; say "model made"; }
   ln -sfn $G/models $REPO/models
+  [ "${TRAIN:-1}" = 1 ] || { say "train.sh not started (TRAIN=0: adapters come in with the adapters phase)"; exit 0; }
   train_pid && { say "train.sh already running"; exit 0; }
   (cd $REPO && FEWSHOT_DATA_DONE=1 CONFIG=configs/paper_debian.yaml setsid nohup bash train.sh > $G/res/train.out 2>&1 &
    echo $! > $G/train.pid)
   sleep 20; tail -n 3 $G/res/train.out
   say "train.sh started"
+  ;;
+adapters)  # adapters trained earlier, carried in as tars (.gpu/serve/adapters), instead of training again
+  take
+  mkdir -p $REPO/saves/paper_gpu
+  for t in $C/adapters/*.tar; do tar -xf "$t" -C $REPO/saves/paper_gpu; done
+  say "adapters here: $(ls $REPO/saves/paper_gpu | tr '\n' ' ')"
   ;;
 serve)
   take
@@ -122,7 +130,7 @@ eval)
   t1=$SECONDS
   (cd $REPO && CONFIG=configs/paper_debian.yaml \
      FEWSHOT_SET="eval.mode=multi_lora;eval.out_dir=objs/paper_$name;train.log_dir=logs/paper_$name${EVAL_SET:+;$EVAL_SET}" \
-     timeout ${LIMIT:-420} bash eval.sh 2>&1 | grep -v "it/s\]" > $G/res/eval_$name.out) || true
+     timeout ${LIMIT:-420} bash eval.sh ${EVAL_ARGS:-} 2>&1 | grep -v "it/s\]" > $G/res/eval_$name.out) || true
   say "eval.sh ($name) took $((SECONDS - t1)) s"
   tail -n 20 $G/res/eval_$name.out
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> $LOG
