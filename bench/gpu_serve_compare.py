@@ -15,11 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fewshot.agreement import compare  # noqa: E402
-
-
-def answers(objs: Path, run: str) -> dict[int, dict]:
-    return {r["i"]: r for r in map(json.loads, (objs / run / "predictions.jsonl").read_text().splitlines()) if r}
+from fewshot.agreement import answers, compare  # noqa: E402
 
 
 def runs(objs: Path) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fewshot.agreement import compare, words  # noqa: E402
+from fewshot.agreement import answers, compare, words  # noqa: E402
 
 TRAINED = re.compile(r"\[train\] (\S+): done in")  # searched: progress bars share lines
 SCORED = re.compile(r"\[eval\] (\S+): accuracy")
@@ -32,14 +32,6 @@ def events(outs: list[Path], pattern: re.Pattern) -> dict[str, Counter]:
             if m:
                 seen.setdefault(m.group(1), Counter())[f.name] += 1
     return seen
-
-
-def answers(objs: Path, run: str) -> dict[int, dict]:
-    rows = [json.loads(x) for x in (objs / run / "predictions.jsonl").read_text().splitlines() if x.strip()]
-    out = {r["i"]: r for r in rows}
-    if len(out) != len(rows):
-        raise SystemExit(f"{objs / run / 'predictions.jsonl'}: a row was answered twice")
-    return out
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,24 @@ not failed. A flip whose margin is larger, or unknown (no log-probabilities, or 
 among the alternatives the server sent), is a real difference."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from .fileio import read_jsonl
+
 NEAR_TIE = 0.25  # nats; bench/results/batch_invariance_*.json holds the measured flips and noise
+
+
+def answers(objs_dir: str | Path, run: str) -> dict[int, dict]:
+    """row -> answer of one scored run (OBJS/RUN/predictions.jsonl), as `compare` takes them; a missing
+    file or a row answered twice is an error."""
+    p = Path(objs_dir) / run / "predictions.jsonl"
+    if not p.exists():
+        raise SystemExit(f"{p}: not found")
+    rows = read_jsonl(p)
+    out = {r["i"]: r for r in rows}
+    if len(out) != len(rows):
+        raise SystemExit(f"{p}: a row was answered twice")
+    return out
 
 
 def parting(a: list, b: list) -> int | None:

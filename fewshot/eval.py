@@ -149,7 +149,7 @@ def finish(cfg: Config, run: Run, rows: list[dict], labels: list[str], h: str, m
         "base_model": cfg.model.name_or_path, "constrained": run.constrained, "metrics": metrics,
         "in_cnt": ed.in_cnt, "not_in_cnt": ed.not_in_cnt, "invalid_answers": invalid,
         "scoring": {**stats, "server_start_s": round(server_seconds, 1), "merge_s": merge_s, "device": device,
-                    "dtype": {"gpu": gpu_serving_dtype(cfg), "cpu": cpu_serving_dtype(cfg)}.get(device, "auto")},
+                    "dtype": serving_dtype(cfg) if device in ("gpu", "cpu") else "auto"},
         "train_seconds": train.get("wall_s"), "train_device": train.get("device"), "train_cores": train.get("cores"),
         "icl": run.icl or None, "eval_hash": h, "manifest": run_manifest(cfg, split_sha),
     }
