@@ -141,19 +141,64 @@ def encoder(train_x, train_y, test_x, seed: int, cfg: Config) -> list[str]:
     return [labels[i] for i in np.argmax(logits, axis=-1)]
 
 
-def cosine_loss_fp32():
-    """SetFit's loss (cosine similarity of a pair's embeddings against 1 or 0, squared error) taken in
-    fp32 from embeddings a bf16 body made: in bf16 a cosine near 1 has steps of ~0.004, as large as
-    the error left on a well-separated pair, and SetFit in plain bf16 autocast fell as rows grew
-    (0.83 at 100 rows to 0.54 at 2000, design.md). Only the body's matrix products run in bf16."""
+SETFIT_CHUNK = 4  # rows of similar length per forward of SetFit's body on a CPU (docs/benchmarks.md)
+
+
+def setfit_chunk() -> int | None:
+    """Rows per forward of SetFit's body: a few rows of similar length on a CPU, where the padding of
+    a random batch of pairs is compute (2.1x the tokens on the Debian texts); the whole batch on a GPU."""
+    import torch
+    return None if torch.cuda.is_available() else SETFIT_CHUNK
+
+
+def embed_unpadded(model, columns: list[dict], chunk: int):
+    """Every text of a batch of pairs through the body once, `chunk` texts of similar length at a time,
+    each chunk cut to its longest text: the same embeddings and gradients as one padded forward per
+    column (the mask already hides the padding from attention and the mean), without computing it.
+    None where the padding is not on the right (the cut would drop tokens)."""
+    import torch
+    masks = [c["attention_mask"] for c in columns]
+    lens = [m.sum(1) for m in masks]
+    pos = [torch.arange(m.shape[1]).expand_as(m) for m in masks]
+    if any(bool(((p < n[:, None]).to(m.dtype) != m).any()) for m, n, p in zip(masks, lens, pos)):
+        return None
+    rows = [(c, i, int(n)) for c, col in enumerate(lens) for i, n in enumerate(col.tolist())]
+    rows.sort(key=lambda r: r[2])
+    keys = [k for k, v in columns[0].items() if torch.is_tensor(v) and v.shape == masks[0].shape]
+    got = {}
+    for k in range(0, len(rows), chunk):
+        part = rows[k:k + chunk]
+        width = max(n for _, _, n in part)
+        # each column is padded to its own longest text: cut or pad (0, under a 0 mask) to the chunk's width
+        cut = lambda t: torch.nn.functional.pad(t[:width], (0, width - min(width, len(t))))
+        feats = {key: torch.stack([cut(columns[c][key][i]) for c, i, _ in part]) for key in keys}
+        for (c, i, _), e in zip(part, model(feats)["sentence_embedding"]):
+            got[c, i] = e
+    return [torch.stack([got[c, i] for i in range(len(lens[c]))]) for c in range(len(columns))]
+
+
+def cosine_loss(fp32_loss: bool, chunk: int | None):
+    """SetFit's loss: cosine similarity of a pair's embeddings against 1 or 0, squared error.
+    fp32_loss: taken in fp32 from embeddings a bf16 body made: in bf16 a cosine near 1 has steps of
+    ~0.004, as large as the error left on a well-separated pair, and SetFit in plain bf16 autocast fell
+    as rows grew (0.83 at 100 rows to 0.54 at 2000, design.md); only the body's matrix products run in
+    bf16. chunk: the body reads the batch's texts `chunk` at a time, shortest first, without the
+    batch's padding (embed_unpadded): a speed setting, the same loss (tests)."""
     import torch
     from sentence_transformers.losses import CosineSimilarityLoss
 
-    class CosineLossFp32(CosineSimilarityLoss):
+    class CosineLoss(CosineSimilarityLoss):
+        def forward(self, sentence_features, labels):
+            cols = list(sentence_features)
+            emb = embed_unpadded(self.model, cols, chunk) if chunk else None
+            return self.compute_loss_from_embeddings(emb, labels) if emb is not None else super().forward(cols, labels)
+
         def compute_loss_from_embeddings(self, embeddings, labels):
+            if not fp32_loss:
+                return super().compute_loss_from_embeddings(embeddings, labels)
             with torch.autocast(embeddings[0].device.type, enabled=False):
                 return super().compute_loss_from_embeddings([e.float() for e in embeddings], labels)
-    return CosineLossFp32
+    return CosineLoss
 
 
 def _autocast(bf16: bool):
@@ -165,7 +210,6 @@ def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
     """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head. The body
     runs in bf16 where the encoder fine-tune does (devices.encoder_bf16), the loss in fp32."""
     from datasets import Dataset
-    from sentence_transformers.losses import CosineSimilarityLoss
     from setfit import SetFitModel, Trainer, TrainingArguments
     import tempfile
     bf16 = encoder_bf16(cfg)
@@ -174,7 +218,7 @@ def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
     with tempfile.TemporaryDirectory() as tmp:  # SetFit checkpoints into ./checkpoints by default
         args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
                                  num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False,
-                                 loss=cosine_loss_fp32() if bf16 else CosineSimilarityLoss)
+                                 loss=cosine_loss(bf16, setfit_chunk()))
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
         with _autocast(bf16):
             trainer.train()
@@ -195,7 +239,7 @@ def method_settings(cfg: Config, method: str) -> dict:
     reruns the encoder runs, not TF-IDF's."""
     b = cfg.baselines
     device = {"bf16": encoder_bf16(cfg), "micro_batch": encoder_micro_batch(b), "sorted_fused": True, "eval_batch": EVAL_BATCH} \
-        if method == "encoder" else {"bf16_body_fp32_loss": True} if method == "setfit" and encoder_bf16(cfg) else {}
+        if method == "encoder" else {"bf16_body_fp32_loss": encoder_bf16(cfg), "chunk": setfit_chunk()} if method == "setfit" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device

@@ -138,7 +138,7 @@ def pin(pid: int, cpus: list[int]) -> None:
 def encoder_bf16(cfg) -> bool:
     """The encoder fine-tune runs in bf16 where the LLM trains in bf16 on a CPU (train.precision,
     auto = native bf16), so `precision: fp32` means fp32 for every trained model. SetFit's body and
-    the data step's embeddings follow it too; SetFit's loss stays fp32 (baselines.cosine_loss_fp32)."""
+    the data step's embeddings follow it too; SetFit's loss stays fp32 (baselines.cosine_loss)."""
     import torch
     return not torch.cuda.is_available() and precision_on(cfg, "cpu") == "bf16"
 

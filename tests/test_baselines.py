@@ -110,17 +110,48 @@ def test_setfit_loss_is_taken_in_fp32_from_a_bf16_body():
     times too large; the loss SetFit trains with under autocast gives the exact one."""
     import torch
     from sentence_transformers.losses import CosineSimilarityLoss
-    from fewshot.baselines import cosine_loss_fp32
+    from fewshot.baselines import cosine_loss
     torch.manual_seed(0)
     a = torch.randn(64, 384)
     b = (a + 0.02 * torch.randn(64, 384)).bfloat16()
     a = a.bfloat16()
     exact = float(((torch.cosine_similarity(a.double(), b.double()) - 1) ** 2).mean())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = cosine_loss_fp32()(torch.nn.Identity()).compute_loss_from_embeddings([a, b], torch.ones(64))
+        ours = cosine_loss(True, None)(torch.nn.Identity()).compute_loss_from_embeddings([a, b], torch.ones(64))
         plain = CosineSimilarityLoss(torch.nn.Identity()).compute_loss_from_embeddings([a, b], torch.ones(64))
     assert abs(float(ours) - exact) <= 1e-3 * exact
     assert abs(float(plain) - exact) > 10 * exact  # why: what SetFit in plain autocast trained on
+
+
+def test_setfit_body_without_the_padding_gives_the_padded_loss_and_gradients(easy_cfg):
+    """The body reads a batch of pairs a few texts at a time, each chunk cut to its longest text: the
+    loss and every gradient are those of the padded batch (fp32, dropout off); left padding, where the
+    cut would drop tokens, falls back to the padded forward."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from fewshot.baselines import cosine_loss, embed_unpadded
+    from fewshot.models import encoder_path
+    torch.manual_seed(0)
+    body = SentenceTransformer(encoder_path(easy_cfg(["setfit"])), device="cpu").eval()
+    a = ["goal", "a long text about football teams and the goals they score " * 3, "soup", "bread and soup " * 5]
+    b = ["team " * 12, "bread", "the league table", "kitchen"]
+    cols = [body.tokenize(a), body.tokenize(b)]
+    assert cols[0]["input_ids"].shape[1] > 30  # the batch is padded to its longest text
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0])
+
+    def loss_and_grads(chunk):
+        body.zero_grad()
+        loss = cosine_loss(False, chunk)(body)([dict(c) for c in cols], labels)
+        loss.backward()
+        return float(loss), [p.grad.clone() for p in body.parameters() if p.grad is not None]
+    padded, g_padded = loss_and_grads(None)
+    for chunk in (2, 3, 5):  # 5: a chunk holds the second column's longest text and the first's longest
+        cut, g_cut = loss_and_grads(chunk)
+        assert abs(cut - padded) < 1e-5 * max(1.0, padded) and len(g_cut) == len(g_padded) > 50
+        assert max(float((x - y).abs().max()) for x, y in zip(g_cut, g_padded)) < 1e-4
+    left = [dict(c) for c in cols]
+    left[1]["attention_mask"] = left[1]["attention_mask"].flip(1)
+    assert embed_unpadded(body, left, 3) is None
 
 
 def test_bad_encoder_path_is_named(easy_cfg, tmp_path):
