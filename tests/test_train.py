@@ -196,7 +196,8 @@ def test_labelled_logits_keep_every_labelled_token_and_its_predicting_logit():
 @lf[0]
 @lf[1]
 def test_labelled_logits_give_the_full_loss_and_gradients():
-    """The trainer patch on the real model, in the training env: one padded batch, LoRA gradients."""
+    """The trainer patch on the real model, in the training env: one padded batch, LoRA gradients;
+    and the frozen weights in bf16 under autocast."""
     cmd = [str(ROOT / ".venv-train/bin/python"), "-m", "fewshot.train_env.lf_train", "--check", str(MODEL)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          timeout=600)
@@ -206,6 +207,8 @@ def test_labelled_logits_give_the_full_loss_and_gradients():
     assert r["head_input_compact"]  # the head's matmul folds: no copy of its weight per forward
     assert abs(r["loss_full"] - r["loss_tail"]) <= 1e-5 * abs(r["loss_full"])
     assert r["grad_max_abs"] > 0 and r["grad_max_abs_diff"] <= 1e-5 * r["grad_max_abs"]
+    # under bf16 autocast the frozen weights stored in bf16 once: the same loss and gradients, bit for bit
+    assert r["bf16_converted"] == 30 * 7 and r["bf16_stored_same_bits"]
 
 
 def test_turning_labelled_logits_off_retrains_the_run(write_config):

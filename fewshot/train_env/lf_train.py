@@ -15,6 +15,11 @@ transposed 49k x 576 head weight for a batched product, in every forward: an eig
 (AMX Xeon, docs/benchmarks.md). The head gets a compact copy of its few rows instead
 (`compact_head_input`): same numbers, no weight copy.
 
+Under bf16 autocast every frozen fp32 weight of the base model is cast to bf16 again in every
+forward (a copy of 107M weights per micro-batch of one row). `frozen_linears_bf16` keeps the frozen
+Linear weights as the bf16 values autocast would make of them (the same rounding once): loss and
+LoRA gradients bit for bit the same (`check`), 3% faster a step on an AMD EPYC with AVX-512 BF16.
+
 Everything else is LLaMA-Factory's own launcher and trainer, unchanged."""
 from __future__ import annotations
 
@@ -58,6 +63,26 @@ def compact_head_input(model) -> bool:
     return True
 
 
+def frozen_linears_bf16(model) -> int:
+    """Store the base model's frozen Linear weights in bf16, once; for training under bf16 autocast
+    only, where F.linear casts them to exactly these values each time. The tied input embedding (and
+    head) stays fp32: the embedding lookup is not autocast, so its dtype sets the residual stream's."""
+    import torch
+    base = _base(model)
+    if getattr(base, "_fewshot_bf16", False):
+        return 0
+    emb = base.get_input_embeddings().weight
+    n = 0
+    for mod in base.modules():
+        w = getattr(mod, "weight", None)
+        if isinstance(mod, torch.nn.Linear) and not w.requires_grad and w.dtype == torch.float32 \
+                and w.data_ptr() != emb.data_ptr():
+            mod.weight.data = w.data.to(torch.bfloat16)
+            n += 1
+    base._fewshot_bf16 = True
+    return n
+
+
 def patch_trainer() -> None:
     """Trainer.compute_loss with the labels and logits cut to the labelled tail of the batch."""
     from transformers import Trainer
@@ -66,6 +91,8 @@ def patch_trainer() -> None:
     full = Trainer.compute_loss
 
     def compute_loss(self, model, inputs, *args, **kwargs):
+        if getattr(self.accelerator, "mixed_precision", None) == "bf16" and model.device.type == "cpu":
+            frozen_linears_bf16(model)
         labels = inputs.get("labels")
         if labels is not None and "logits_to_keep" not in inputs and self.compute_loss_func is None \
                 and self.label_smoother is None and _accepts_logits_to_keep(model):
@@ -108,11 +135,22 @@ def check(model_dir: str) -> dict:
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         out[name] = (float(loss), grads.clone())
-    tail = seen[-1]  # the tail pass's head input: [batch, keep, width] strides, compact if batch stride = keep x width
+    # under bf16 autocast: the frozen weights stored as autocast's bf16 values give the same bits
+    for name in ("autocast", "bf16_stored"):
+        if name == "bf16_stored":
+            converted = frozen_linears_bf16(model)
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = Trainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=int(labels.ne(IGNORE).sum()))
+        loss.backward()
+        out[name] = (float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    tail = seen[1]  # the tail pass's head input: [batch, keep, width] strides, compact if batch stride = keep x width
     return {"loss_full": out["full"][0], "loss_tail": out["tail"][0], "keep": keep_from_labels(labels),
             "head_input_compact": tail[0] == tail[1] * keep_from_labels(labels),
             "grad_max_abs_diff": float((out["full"][1] - out["tail"][1]).abs().max()),
-            "grad_max_abs": float(out["full"][1].abs().max())}
+            "grad_max_abs": float(out["full"][1].abs().max()), "bf16_converted": converted,
+            "bf16_stored_same_bits": out["autocast"][0] == out["bf16_stored"][0]
+            and bool(torch.equal(out["autocast"][1], out["bf16_stored"][1]))}
 
 
 def main(argv: list[str]) -> None:
