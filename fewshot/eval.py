@@ -297,7 +297,7 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             port = free_port()
             cmd = vllm_command(model, served_base, port, loras, cfg.train.lora_rank, e.server_args,
                                cpu_dtype=cpu_serving_dtype(cfg), gpu_dtype=gpu_serving_dtype(cfg),
-                               max_model_len=context_needed(cfg, [r for r, _ in mine], tokens))
+                               max_model_len=context_needed(cfg, [r for r, _ in mine], tokens), in_flight=e.concurrency)
             log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
             t0 = time.time()
             server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key(), cpus=cpus)

