@@ -18,7 +18,7 @@ transposed 49k x 576 head weight for a batched product, in every forward: an eig
 Under bf16 autocast every frozen fp32 weight of the base model is cast to bf16 again in every
 forward (a copy of 107M weights per micro-batch of one row). `frozen_linears_bf16` keeps the frozen
 Linear weights as the bf16 values autocast would make of them (the same rounding once): loss and
-LoRA gradients bit for bit the same (`check`), 3% faster a step on an AMD EPYC with AVX-512 BF16.
+LoRA gradients bit for bit the same (`check`), a run 5% faster on an AMD EPYC with AVX-512 BF16.
 
 Everything else is LLaMA-Factory's own launcher and trainer, unchanged."""
 from __future__ import annotations
@@ -92,7 +92,8 @@ def patch_trainer() -> None:
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         if getattr(self.accelerator, "mixed_precision", None) == "bf16" and model.device.type == "cpu":
-            frozen_linears_bf16(model)
+            if n := frozen_linears_bf16(model):
+                print(f"[lf_train] {n} frozen Linear weights kept as their bf16 autocast values", flush=True)
         labels = inputs.get("labels")
         if labels is not None and "logits_to_keep" not in inputs and self.compute_loss_func is None \
                 and self.label_smoother is None and _accepts_logits_to_keep(model):
