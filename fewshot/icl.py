@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import Config
 from .manifest import load_manifest
+from .models import config_json
 from .errors import FewshotError
 from .prompt import chat_messages
 from .runs import Run, eval_file_name, icl_answer_modes, icl_name, icl_sizes, seeds_for, selections_for, train_file_name
@@ -27,12 +28,10 @@ from .tokens import prompt_len, tokenizer
 
 def model_context(cfg: Config) -> int:
     """The model's own context length (config.json), 2048 where it does not say."""
-    p = Path(cfg.model.name_or_path) / "config.json"
-    if p.exists():
-        c = json.loads(p.read_text())
-        for k in ("max_position_embeddings", "seq_length", "n_positions"):
-            if isinstance(c.get(k), int):
-                return c[k]
+    c = config_json(cfg.model.name_or_path)
+    for k in ("max_position_embeddings", "seq_length", "n_positions"):
+        if isinstance(c.get(k), int):
+            return c[k]
     return 2048
 
 

