@@ -98,11 +98,17 @@ def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     the API server: on a 2-core machine the model ran on one core (1.21 rows/s on the demo's test rows,
     AVX2 EPYC) where both gave 2.23. The engine gets every core this process may use; the API
     server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins.
+    On one core the model runs inside the engine process (VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps
+    vLLM's single-process executor): one interpreter fewer to start, ready 7-10 s sooner, as fast,
+    and the same answers run after run; on two cores it scored 4% slower, so there the worker keeps
+    its own process (docs/benchmarks.md). The user's setting wins.
     cpus: a lane's cores, for servers side by side."""
     if has_gpu() or os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
         return {}
     cpus = cpus or usable_cpus()
-    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else {}
+    one = len(cpus) == 1 and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+    return ({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus))} if cpus else {}) \
+        | ({"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if one else {})
 
 
 def usable_cpus() -> list[int]:

@@ -88,6 +88,8 @@ def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
     args["_fewshot_data_sha256"] = data_sha  # hashed, then removed before writing
     if labelled_logits(cfg):  # same loss, other float rounding: a run trained the other way is retrained
         args["_fewshot_labelled_logits_only"] = True
+        if args["per_device_train_batch_size"] > 1 and not t.fast:  # each step's rows sorted by length (lf_train)
+            args["_fewshot_sorted_steps"] = True
     return args
 
 
@@ -126,6 +128,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     h = run_hash(args)
     args.pop("_fewshot_data_sha256")
     args.pop("_fewshot_labelled_logits_only", None)
+    args.pop("_fewshot_sorted_steps", None)
     out = run_dir(cfg, name)
     if is_done(cfg, name, h):
         return "skipped"

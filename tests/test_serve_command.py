@@ -136,3 +136,19 @@ def test_cpu_server_kv_budget_is_what_its_requests_need(serve_env, tmp_path):
     unknown = vllm_command(str(tmp_path / "hub-name"), "m", 8012, None, 8, None, gpu=False, in_flight=64)
     assert _arg(unknown, "--gpu-memory-utilization") == "0.25" and "--kv-cache-memory-bytes" not in unknown
     assert "--kv-cache-memory-bytes" not in vllm_command(str(smol), "m", 8012, None, 8, None, gpu=True, in_flight=64)
+
+
+def test_a_one_core_server_runs_its_model_inside_the_engine_process_unless_the_user_says_otherwise(monkeypatch):
+    """One interpreter fewer to start for a lane's server; two cores keep the worker process (faster
+    there); nothing of it on a GPU box; the user's env wins."""
+    from fewshot import devices
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.setattr(devices, "has_gpu", lambda: False)
+    assert devices.cpu_serving_env([1]) == {"VLLM_CPU_OMP_THREADS_BIND": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert devices.cpu_serving_env([0, 1]) == {"VLLM_CPU_OMP_THREADS_BIND": "0,1"}
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    assert devices.cpu_serving_env([1]) == {"VLLM_CPU_OMP_THREADS_BIND": "1"}
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
+    monkeypatch.setattr(devices, "has_gpu", lambda: True)
+    assert devices.cpu_serving_env([1]) == {}

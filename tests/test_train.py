@@ -211,6 +211,39 @@ def test_labelled_logits_give_the_full_loss_and_gradients():
     assert r["bf16_converted"] == 30 * 7 and r["bf16_stored_same_bits"]
 
 
+def test_sorted_steps_keep_each_steps_rows_from_the_seeded_order():
+    """Micro-batches of similar length without changing which rows make each optimizer step: the
+    wrapper must hold accelerate's seeded sampler (a plain RandomSampler would draw other steps)."""
+    import torch
+    from accelerate.data_loader import SeedableRandomSampler
+    from fewshot.train_env.lf_train import length_sorted_sampler
+    data, step = list(range(20)), 8
+    lengths = [(i * 37) % 23 + 1 for i in data]
+    plain = SeedableRandomSampler(data_source=data, data_seed=42)
+    ours = length_sorted_sampler(torch.utils.data.RandomSampler(data), lengths, step, 42, True)
+    assert len(ours) == len(plain) == 20
+    orders = []
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        ours.set_epoch(epoch)
+        a, b = list(plain), list(ours)
+        for k in range(0, len(data), step):
+            assert sorted(a[k:k + step]) == sorted(b[k:k + step])                       # the same rows per step
+            assert [lengths[i] for i in b[k:k + step]] == sorted(lengths[i] for i in a[k:k + step])
+        assert a != b
+        orders.append(b)
+    assert orders[0] != orders[1]  # reshuffled every epoch, as without the sort
+
+
+def test_sorted_steps_are_part_of_the_run_hash(write_config):
+    from fewshot.train import run_hash
+    cfg = load_config(write_config({"train.per_device_train_batch_size": 2, "train.gradient_accumulation_steps": 4}))
+    one = load_config(cfg.path, ["train.per_device_train_batch_size=1", "train.gradient_accumulation_steps=8"])
+    assert lf_args(cfg, "llm_train_10", "sha")["_fewshot_sorted_steps"]
+    assert "_fewshot_sorted_steps" not in lf_args(one, "llm_train_10", "sha")  # one row a micro-batch: nothing to sort
+    assert "_fewshot_sorted_steps" not in lf_args(load_config(cfg.path, ["train.fast=true"]), "llm_train_10", "sha")
+
+
 def test_turning_labelled_logits_off_retrains_the_run(write_config):
     cfg = load_config(write_config())
     on, off = lf_args(cfg, "llm_train_10", "sha"), lf_args(load_config(cfg.path, ["train.labelled_logits_only=false"]),
