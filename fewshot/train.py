@@ -23,6 +23,7 @@ from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
 from .devices import cpu_lanes, device_and_precision, lane_words, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
+from .train_env.lf_train import EAGER_MAX_TOKENS
 from .fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 def labelled_logits(cfg: Config) -> bool:
@@ -90,6 +91,8 @@ def lf_args(cfg: Config, name: str, data_sha: str, size: int = 0) -> dict:
         args["_fewshot_labelled_logits_only"] = True
         if args["per_device_train_batch_size"] > 1 and not t.fast:  # each step's rows sorted by length (lf_train)
             args["_fewshot_sorted_steps"] = True
+        if device == "cpu" and "flash_attn" not in t.extra:  # eager on short micro-batches, SDPA on long ones
+            args["_fewshot_cpu_attention_by_length"] = EAGER_MAX_TOKENS
     return args
 
 
@@ -129,6 +132,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     args.pop("_fewshot_data_sha256")
     args.pop("_fewshot_labelled_logits_only", None)
     args.pop("_fewshot_sorted_steps", None)
+    args.pop("_fewshot_cpu_attention_by_length", None)
     out = run_dir(cfg, name)
     if is_done(cfg, name, h):
         return "skipped"

@@ -209,6 +209,18 @@ def test_labelled_logits_give_the_full_loss_and_gradients():
     assert r["grad_max_abs"] > 0 and r["grad_max_abs_diff"] <= 1e-5 * r["grad_max_abs"]
     # under bf16 autocast the frozen weights stored in bf16 once: the same loss and gradients, bit for bit
     assert r["bf16_converted"] == 30 * 7 and r["bf16_stored_same_bits"]
+    # the two attention implementations a CPU run switches between compute the same loss (bf16 here)
+    assert abs(r["loss_eager"] - r["loss_sdpa"]) <= 0.02 * abs(r["loss_sdpa"])
+    # and the patched trainer took eager for this 40-token batch of a model that came up with SDPA
+    assert r["attention_by_length"] == "eager" and r["loss_by_length"] == r["loss_eager"]
+
+
+def test_a_cpu_micro_batch_takes_eager_attention_when_short_and_sdpa_when_long():
+    from fewshot.train_env.lf_train import EAGER_MAX_TOKENS, attention_for
+    assert attention_for("sdpa", 200, "cpu") == "eager" == attention_for("eager", EAGER_MAX_TOKENS, "cpu")
+    assert attention_for("sdpa", EAGER_MAX_TOKENS + 1, "cpu") == "sdpa" == attention_for("eager", 1800, "cpu")
+    assert attention_for("sdpa", 200, "cuda") == "sdpa"                  # a GPU keeps what it has
+    assert attention_for("flash_attention_2", 200, "cpu") == "flash_attention_2"
 
 
 def test_sorted_steps_keep_each_steps_rows_from_the_seeded_order():
@@ -242,6 +254,15 @@ def test_sorted_steps_are_part_of_the_run_hash(write_config):
     assert lf_args(cfg, "llm_train_10", "sha")["_fewshot_sorted_steps"]
     assert "_fewshot_sorted_steps" not in lf_args(one, "llm_train_10", "sha")  # one row a micro-batch: nothing to sort
     assert "_fewshot_sorted_steps" not in lf_args(load_config(cfg.path, ["train.fast=true"]), "llm_train_10", "sha")
+
+
+def test_attention_by_length_is_part_of_a_cpu_runs_hash_unless_flash_attn_is_set(write_config):
+    from fewshot.train import run_hash
+    cfg = load_config(write_config({"train.device": "cpu"}))
+    fixed = load_config(cfg.path, ["train.extra={flash_attn: sdpa}"])
+    assert lf_args(cfg, "llm_train_10", "sha")["_fewshot_cpu_attention_by_length"] > 0
+    assert "_fewshot_cpu_attention_by_length" not in lf_args(fixed, "llm_train_10", "sha")
+    assert run_hash(lf_args(cfg, "llm_train_10", "sha")) != run_hash(lf_args(fixed, "llm_train_10", "sha"))
 
 
 def test_turning_labelled_logits_off_retrains_the_run(write_config):

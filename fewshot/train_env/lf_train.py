@@ -26,6 +26,13 @@ same seeded sampler as without this) are sorted by length before they are cut in
 update is the same sum over the same rows. 2 x 4 sorted ran 6% faster than 1 x 8 (AMD EPYC with
 AVX-512 BF16, docs/benchmarks.md).
 
+On a CPU, torch's SDPA kernel is slow on short rows (its mask path) and eager attention (plain
+matrix products) slow on long ones (it materializes every score): a 30-layer SmolLM2-shaped model,
+micro-batch 2, took 0.82-0.90x the SDPA time with eager up to 576 tokens and 1.35-2.2x from 896 on
+(AMD EPYC with AVX-512 BF16). `attention_for` picks per micro-batch: eager up to EAGER_MAX_TOKENS,
+SDPA above; both compute exact attention, in another float rounding. Only where the run's YAML
+leaves flash_attn unset (LLaMA-Factory then picks SDPA): any flash_attn set keeps that one.
+
 Everything else is LLaMA-Factory's own launcher and trainer, unchanged."""
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ import inspect
 import sys
 
 IGNORE = -100
+BY_LENGTH = {"on": True}  # off where the run's YAML sets flash_attn (main)
+EAGER_MAX_TOKENS = 640  # micro-batch length (padded) up to which a CPU runs eager attention, SDPA above
 
 
 def keep_from_labels(labels) -> int:
@@ -117,6 +126,14 @@ def length_sorted_sampler(inner, lengths: list[int], step_rows: int, data_seed: 
     return LengthSortedSteps()
 
 
+def attention_for(current: str, length: int, device_type: str) -> str:
+    """The attention implementation for a micro-batch of `length` tokens a row: eager or SDPA on a
+    CPU where the model runs either of them, whatever it runs elsewhere."""
+    if device_type != "cpu" or current not in ("sdpa", "eager"):
+        return current
+    return "eager" if length <= EAGER_MAX_TOKENS else "sdpa"
+
+
 def patch_trainer() -> None:
     """Trainer.compute_loss with the labels and logits cut to the labelled tail of the batch, and
     each step's rows sorted by length where a micro-batch holds more than one row."""
@@ -142,6 +159,15 @@ def patch_trainer() -> None:
         if getattr(self.accelerator, "mixed_precision", None) == "bf16" and model.device.type == "cpu":
             if n := frozen_linears_bf16(model):
                 print(f"[lf_train] {n} frozen Linear weights kept as their bf16 autocast values", flush=True)
+        config = _base(model).config
+        if getattr(model, "_fewshot_by_length", None) is None:  # decided once: only a model that came up with SDPA
+            model._fewshot_by_length = BY_LENGTH["on"] and config._attn_implementation == "sdpa" \
+                and model.device.type == "cpu"
+            if model._fewshot_by_length:
+                print(f"[lf_train] attention by micro-batch length on the CPU: eager up to {EAGER_MAX_TOKENS} "
+                      f"tokens, SDPA above", flush=True)
+        if model._fewshot_by_length and "input_ids" in inputs:
+            config._attn_implementation = attention_for("sdpa", inputs["input_ids"].shape[1], "cpu")
         labels = inputs.get("labels")
         if labels is not None and "logits_to_keep" not in inputs and self.compute_loss_func is None \
                 and self.label_smoother is None and _accepts_logits_to_keep(model):
@@ -194,11 +220,25 @@ def check(model_dir: str) -> dict:
             loss = Trainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=int(labels.ne(IGNORE).sum()))
         loss.backward()
         out[name] = (float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    # eager and SDPA attention (attention_for switches between them on a CPU): the same loss, to rounding
+    config = model.get_base_model().config
+    model._fewshot_by_length = False  # each implementation as set here, not by length
+    for impl in ("eager", "sdpa"):
+        config._attn_implementation = impl
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the weights are bf16 by now
+            out[impl] = float(Trainer.compute_loss(trainer, model, dict(batch),
+                                                   num_items_in_batch=int(labels.ne(IGNORE).sum())))
+    model._fewshot_by_length = None  # as in training: decided on the first micro-batch, from SDPA
+    config._attn_implementation = "sdpa"
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        by_length = float(Trainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=int(labels.ne(IGNORE).sum())))
     tail = seen[1]  # the tail pass's head input: [batch, keep, width] strides, compact if batch stride = keep x width
     return {"loss_full": out["full"][0], "loss_tail": out["tail"][0], "keep": keep_from_labels(labels),
             "head_input_compact": tail[0] == tail[1] * keep_from_labels(labels),
             "grad_max_abs_diff": float((out["full"][1] - out["tail"][1]).abs().max()),
             "grad_max_abs": float(out["full"][1].abs().max()), "bf16_converted": converted,
+            "loss_eager": out["eager"], "loss_sdpa": out["sdpa"], "loss_by_length": by_length,
+            "attention_by_length": config._attn_implementation,
             "bf16_stored_same_bits": out["autocast"][0] == out["bf16_stored"][0]
             and bool(torch.equal(out["autocast"][1], out["bf16_stored"][1]))}
 
@@ -208,6 +248,9 @@ def main(argv: list[str]) -> None:
         import json
         print(json.dumps(check(argv[1])))
         return
+    import yaml
+    with open(argv[0]) as f:
+        BY_LENGTH["on"] = "flash_attn" not in (yaml.safe_load(f) or {})
     patch_trainer()
     from llamafactory.launcher import launch
     sys.argv = ["llamafactory-cli", "train", *argv]
