@@ -59,8 +59,9 @@ if __name__ == "__main__":
                                                "train.gradient_accumulation_steps=8", "train.extra={flash_attn: sdpa}"])
     ap.add_argument("--b", nargs="*", default=["train.per_device_train_batch_size=2",
                                                "train.gradient_accumulation_steps=4"])
-    ap.add_argument("--out", default="bench/results/lora_batching_demo.json")
+    ap.add_argument("--out", help="default: bench/results/lora_batching_demo_<cpu kind>.json")
     a = ap.parse_args()
+    a.out = a.out or f"bench/results/lora_batching_demo_{machine()['cpu_kind']}.json"
     tmp = Path(tempfile.mkdtemp(prefix="lora_batching_"))
     rows = []
     for rnd, cores in enumerate(({"a": 0, "b": 1}, {"a": 1, "b": 0})):

@@ -99,9 +99,9 @@ def cpu_serving_env(cpus: list[int] | None = None) -> dict[str, str]:
     AVX2 EPYC) where both gave 2.23. The engine gets every core this process may use; the API
     server's share (tokenizing, HTTP) is small. VLLM_CPU_OMP_THREADS_BIND set by the user wins.
     On one core the model runs inside the engine process (VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps
-    vLLM's single-process executor): one interpreter fewer to start, ready 7-10 s sooner, as fast,
-    and the same answers run after run; on two cores it scored 4% slower, so there the worker keeps
-    its own process (docs/benchmarks.md). The user's setting wins.
+    vLLM's single-process executor): one interpreter fewer to start, ready 7-8 s sooner, as fast, the
+    same answers as either mode gives (bench/serve_one_process.py); on two cores it scored 4% slower,
+    so there the worker keeps its own process (docs/benchmarks.md). The user's setting wins.
     cpus: a lane's cores, for servers side by side."""
     if has_gpu() or os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
         return {}

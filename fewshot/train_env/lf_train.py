@@ -28,8 +28,8 @@ AVX-512 BF16, docs/benchmarks.md).
 
 On a CPU, torch's SDPA kernel is slow on short rows (its mask path) and eager attention (plain
 matrix products) slow on long ones (it materializes every score): a 30-layer SmolLM2-shaped model,
-micro-batch 2, took 0.82-0.90x the SDPA time with eager up to 576 tokens and 1.35-2.2x from 896 on
-(AMD EPYC with AVX-512 BF16). `attention_for` picks per micro-batch: eager up to EAGER_MAX_TOKENS,
+micro-batch 2, took 0.90-0.92x the SDPA time with eager up to 704 tokens and 1.28-1.87x from 896 on
+(AMD EPYC with AVX-512 BF16; bench/attention_by_length.py). `attention_for` picks per micro-batch: eager up to EAGER_MAX_TOKENS,
 SDPA above; both compute exact attention, in another float rounding. Only where the run's YAML
 leaves flash_attn unset (LLaMA-Factory then picks SDPA): any flash_attn set keeps that one.
 
