@@ -120,6 +120,7 @@ def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows
         stats["tokens"] = {k: int(after[k] - before[k]) for k in after}
     stats["first_on_server"] = first_on_server  # the server's start-up is counted once, with this run
     stats["cores"] = server.cpus  # its lane, where servers ran side by side (None: every core)
+    stats["engine_cores"] = server.engine_cores()  # where its processes may run, read back from the OS
     return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
 
 

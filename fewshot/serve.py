@@ -2,6 +2,7 @@
 when /health answers, and stopped by the process group we started (also on error and Ctrl-C)."""
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import threading
@@ -204,6 +205,22 @@ class VLLMServer:
                                   f"(eval.server_start_timeout); last lines of {self.log_path}:\n"
                                   f"{procs.tail(self.log_path)}")
             time.sleep(1.0)
+
+    def engine_cores(self) -> list[int] | None:
+        """The cores the server's processes (API server, engine, any worker) may run on, as the OS
+        says: where a lane's server really ran, whichever process vLLM runs its model in."""
+        if not self.alive() or not hasattr(os, "sched_getaffinity"):
+            return None
+        pids, cores = [self.proc.pid], set()
+        while pids:
+            pid = pids.pop()
+            try:
+                cores |= os.sched_getaffinity(pid)
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return sorted(cores)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -113,7 +113,6 @@ def test_merged_mode_serves_base_and_adapter_side_by_side_each_on_its_core(train
     res = {n: json.loads((Path(cfg.eval.out_dir) / f"{n}.json").read_text()) for n in ("zero_shot", "llm_train_4")}
     cores = {n: r["scoring"]["cores"] for n, r in res.items()}
     assert sorted(map(len, cores.values())) == [1, 1] and cores["zero_shot"] != cores["llm_train_4"]
-    for log, n in (("base_model", "zero_shot"), ("llm_train_4", "llm_train_4")):  # vLLM's engine says where it ran
-        text = (Path(cfg.train.log_dir) / f"{log}.serve.log").read_text()
-        assert f"VLLM_CPU_OMP_THREADS_BIND='{cores[n][0]}'" in text.split("\n$ ")[-1]
+    for n in ("zero_shot", "llm_train_4"):  # the OS says where each server's processes ran: its lane alone
+        assert res[n]["scoring"]["engine_cores"] == cores[n]
     assert all(r["metrics"]["n"] == 6 for r in res.values())

@@ -29,9 +29,10 @@ AVX-512 BF16, docs/benchmarks.md).
 On a CPU, torch's SDPA kernel is slow on short rows (its mask path) and eager attention (plain
 matrix products) slow on long ones (it materializes every score): a 30-layer SmolLM2-shaped model,
 micro-batch 2, took 0.90-0.92x the SDPA time with eager up to 704 tokens and 1.28-1.87x from 896 on
-(AMD EPYC with AVX-512 BF16; bench/attention_by_length.py). `attention_for` picks per micro-batch: eager up to EAGER_MAX_TOKENS,
-SDPA above; both compute exact attention, in another float rounding. Only where the run's YAML
-leaves flash_attn unset (LLaMA-Factory then picks SDPA): any flash_attn set keeps that one.
+(AMD EPYC with AVX-512 BF16; bench/attention_by_length.py). `attention_for` picks per micro-batch:
+eager up to EAGER_MAX_TOKENS, SDPA above; both compute exact attention, in another float rounding.
+Only where the run's YAML leaves flash_attn unset (LLaMA-Factory then picks SDPA): any flash_attn
+set keeps that one.
 
 Everything else is LLaMA-Factory's own launcher and trainer, unchanged."""
 from __future__ import annotations
@@ -135,8 +136,9 @@ def attention_for(current: str, length: int, device_type: str) -> str:
 
 
 def patch_trainer() -> None:
-    """Trainer.compute_loss with the labels and logits cut to the labelled tail of the batch, and
-    each step's rows sorted by length where a micro-batch holds more than one row."""
+    """Trainer.compute_loss with the labels and logits cut to the labelled tail of the batch and, on a
+    CPU, the attention picked by the micro-batch's length; each step's rows sorted by length where a
+    micro-batch holds more than one row."""
     from transformers import Trainer
     if getattr(Trainer.compute_loss, "_fewshot_tail", False):
         return
