@@ -23,10 +23,11 @@ if __name__ == "__main__":
     os.sched_setaffinity(0, {a.core})
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    from fewshot.devices import cpu_flags, cpu_has_native_bf16, cpu_kind, cpu_model, VECTOR_FLAGS
+    from fewshot.bench import machine
     from fewshot.fileio import atomic_write_json
     torch.set_num_threads(1)
-    bf16 = cpu_has_native_bf16()
+    hw = machine()
+    bf16 = hw["native_bf16"]
     cfg = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                       num_key_value_heads=3, vocab_size=1000, max_position_embeddings=4096, attn_implementation="sdpa")
     torch.manual_seed(0)
@@ -53,9 +54,9 @@ if __name__ == "__main__":
         rows.append({"tokens": n, "eager_s": round(best["eager"], 3), "sdpa_s": round(best["sdpa"], 3),
                      "eager_over_sdpa": round(best["eager"] / best["sdpa"], 2)})
         print(rows[-1], flush=True)
-    out = a.out or f"bench/results/attention_by_length_{cpu_kind()}.json"
+    out = a.out or f"bench/results/attention_by_length_{hw['cpu_kind']}.json"
     atomic_write_json(ROOT / out, {
         "what": "forward + backward of a SmolLM2-135M-shaped model, micro-batch 2, eager vs SDPA attention, one core",
         "command": "bench/attention_by_length.py", "precision": "bf16" if bf16 else "fp32",
-        "machine": {"cpu": cpu_model(), "cpu_kind": cpu_kind(), "flags": [f for f in VECTOR_FLAGS if f in cpu_flags()]},
+        "machine": hw,
         "rows": rows, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
