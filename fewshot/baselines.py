@@ -16,7 +16,7 @@ from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
 from .runs import (baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, sizes_for,
                    train_file_name)
-from .devices import baseline_device, cpu_lanes, encoder_bf16, lane_words, pin
+from .devices import baseline_device, cpu_lanes, cpu_malloc_env, encoder_bf16, lane_words, pin
 from .errors import FewshotError
 from .provenance import run_manifest
 from . import procs
@@ -278,11 +278,13 @@ def run_one(cfg: Config, job: dict) -> str:
 
 
 def _cores(method: str) -> dict:
-    """Where a run ran: its cores and torch threads (runs side by side each get their own)."""
+    """Where a run ran: its cores and torch threads (runs side by side each get their own), and the
+    allocator settings its process started with."""
     if method == "tfidf" or not hasattr(os, "sched_getaffinity"):
         return {}
     import torch
-    return {"cores": sorted(os.sched_getaffinity(0)), "threads": torch.get_num_threads()}
+    return {"cores": sorted(os.sched_getaffinity(0)), "threads": torch.get_num_threads(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
 
 
 def _lane_init(lanes) -> None:
@@ -295,8 +297,8 @@ def _lane_init(lanes) -> None:
 
 def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> None:
     """The encoder and SetFit runs in one worker process per lane, heaviest first (TF-IDF, seconds
-    in all, stays here). A failed run stops the step with its error; finished runs are kept, and
-    Ctrl-C or SIGTERM stops the workers."""
+    in all, stays here), glibc's allocator keeping freed blocks (devices.cpu_malloc_env). A failed
+    run stops the step with its error; finished runs are kept, and Ctrl-C or SIGTERM stops the workers."""
     import functools
     import multiprocessing as mp
     here = [j for j in jobs if j["method"] == "tfidf"]
@@ -311,7 +313,9 @@ def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> 
         free.put(lane)
     print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
           f"(baselines.cpu_parallel)", flush=True)
-    with procs.TermAsInterrupt(), ctx.Pool(len(lanes), _lane_init, (free,)) as pool:  # leaving it terminates the workers
+    with procs.environ(cpu_malloc_env()):  # the workers start in the pool's constructor
+        pool = ctx.Pool(len(lanes), _lane_init, (free,))
+    with procs.TermAsInterrupt(), pool:  # leaving it terminates the workers
         for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
             print(line, flush=True)
 

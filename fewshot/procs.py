@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -73,6 +74,22 @@ def tail(path: str | os.PathLike, lines: int = 25) -> str:
         return f"(no log at {p})"
     text = p.read_text(errors="replace").splitlines()
     return "\n".join(text[-lines:])
+
+
+@contextmanager
+def environ(extra: dict[str, str]):
+    """os.environ with `extra` set while processes that inherit it start (a multiprocessing pool's
+    workers), as it was afterwards."""
+    old = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class TermAsInterrupt:

@@ -1,5 +1,7 @@
 """Baselines on an easy synthetic set: each must beat chance, and write the shared result format."""
+import os
 import random
+import sys
 
 import pytest
 
@@ -238,9 +240,36 @@ def test_encoder_runs_side_by_side_each_on_its_own_core(easy_cfg):
     if len(usable_cpus()) < 2:
         pytest.skip("needs 2 cores")
     cfg = easy_cfg(["encoder"], **{"baselines.cpu_parallel": 2})
+    before = os.environ.get("GLIBC_TUNABLES")
     assert run_all(cfg) == 0
     res = {r["seed"]: r for r in load_results(cfg.eval.out_dir)}
     assert sorted(res) == [0, 1]
     assert [len(r["cores"]) for r in res.values()] == [1, 1] and res[0]["cores"] != res[1]["cores"]
     assert [r["threads"] for r in res.values()] == [1, 1]
+    # each worker process started with glibc keeping freed blocks (or the user's own setting)
+    from fewshot.devices import cpu_malloc_env
+    want = cpu_malloc_env().get("GLIBC_TUNABLES", os.environ.get("GLIBC_TUNABLES"))
+    assert want and [r["glibc_tunables"] for r in res.values()] == [want, want]
+    assert os.environ.get("GLIBC_TUNABLES") == before  # set for the workers' start only
     assert all(r["metrics"]["accuracy"] > 0.75 for r in res.values())
+
+
+def test_baseline_workers_get_glibc_keeping_freed_blocks_only_while_they_start(monkeypatch):
+    """devices.cpu_malloc_env: the setting on a CPU machine, the user's own GLIBC_TUNABLES kept, none
+    with a GPU; procs.environ sets it for the pool's start and puts os.environ back afterwards."""
+    from fewshot import devices, procs
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(devices, "has_gpu", lambda: False)
+    env = devices.cpu_malloc_env()
+    assert env == ({"GLIBC_TUNABLES": devices.CPU_MALLOC} if sys.platform.startswith("linux") else {})
+    with procs.environ(env):
+        assert os.environ.get("GLIBC_TUNABLES") == env.get("GLIBC_TUNABLES")
+    assert "GLIBC_TUNABLES" not in os.environ
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert devices.cpu_malloc_env() == {}
+    with procs.environ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}):
+        assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=1"
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setattr(devices, "has_gpu", lambda: True)
+    assert devices.cpu_malloc_env() == {}
