@@ -313,11 +313,12 @@ def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> 
         free.put(lane)
     print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
           f"(baselines.cpu_parallel)", flush=True)
-    with procs.environ(cpu_malloc_env()):  # the workers start in the pool's constructor
-        pool = ctx.Pool(len(lanes), _lane_init, (free,))
-    with procs.TermAsInterrupt(), pool:  # leaving it terminates the workers
-        for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
-            print(line, flush=True)
+    with procs.TermAsInterrupt():
+        with procs.environ(cpu_malloc_env()):  # the workers start in the pool's constructor
+            pool = ctx.Pool(len(lanes), _lane_init, (free,))
+        with pool:  # leaving it terminates the workers
+            for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
+                print(line, flush=True)
 
 
 def run_all(cfg: Config) -> int:

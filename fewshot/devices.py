@@ -120,8 +120,8 @@ CPU_MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 
 
 def cpu_malloc_env() -> dict[str, str]:
-    """GLIBC_TUNABLES for the baselines' CPU worker processes: an encoder run 1.11x faster, SetFit's
-    1.03x, the same loss and predictions (AMD EPYC with AVX-512 BF16, docs/benchmarks.md); LoRA
+    """GLIBC_TUNABLES for the baselines' CPU worker processes: an encoder run 1.10x faster, SetFit's
+    1.04x, the same loss and predictions (AMD EPYC with AVX-512 BF16, docs/benchmarks.md); LoRA
     training gained 1-3%, inside its noise, and keeps glibc's defaults. The user's GLIBC_TUNABLES
     wins; nothing on a GPU machine or off Linux (glibc reads it when a process starts)."""
     if has_gpu() or not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
