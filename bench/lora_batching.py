@@ -24,14 +24,13 @@ from fewshot.bench import machine  # noqa: E402
 from fewshot.config import load_config  # noqa: E402
 from fewshot.envs import env_bin  # noqa: E402
 from fewshot.fileio import atomic_write_json  # noqa: E402
-from fewshot.train import lf_args  # noqa: E402
+from fewshot.train import lf_args, lf_yaml_args  # noqa: E402
 
 
 def train_yaml(config: str, overrides: list[str], run: str, out: Path) -> Path:
     cfg = load_config(config, overrides)
     size = int(run.split("_")[2])
-    args = lf_args(cfg, run, "bench", size)
-    args = {k: v for k, v in args.items() if not k.startswith("_fewshot")}
+    args = lf_yaml_args(lf_args(cfg, run, "bench", size))
     args.update(output_dir=str(out), save_steps=10_000)  # no checkpoints: only the time is wanted
     path = out.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(args, sort_keys=False))

@@ -101,6 +101,16 @@ NOT_HASHED = {"logging_steps", "save_steps", "save_total_limit", "plot_loss", "r
               "dataloader_num_workers", "resume_from_checkpoint", "output_dir", "overwrite_output_dir"}
 
 
+# lf_args keys that only go into the run's hash (how the data and the trainer's patches make the
+# adapter), never into LLaMA-Factory's YAML.
+HASH_ONLY = "_fewshot_"
+
+
+def lf_yaml_args(args: dict) -> dict:
+    """lf_args without its hash-only keys: what LLaMA-Factory reads."""
+    return {k: v for k, v in args.items() if not k.startswith(HASH_ONLY)}
+
+
 def run_hash(args: dict) -> str:
     import hashlib
     key = {k: v for k, v in args.items() if k not in NOT_HASHED}
@@ -129,10 +139,7 @@ def train_one(cfg: Config, name: str, size: int, seed: int, data_sha: str, lock=
     cores with as many threads."""
     args = lf_args(cfg, name, data_sha, size)
     h = run_hash(args)
-    args.pop("_fewshot_data_sha256")
-    args.pop("_fewshot_labelled_logits_only", None)
-    args.pop("_fewshot_sorted_steps", None)
-    args.pop("_fewshot_cpu_attention_by_length", None)
+    args = lf_yaml_args(args)
     out = run_dir(cfg, name)
     if is_done(cfg, name, h):
         return "skipped"
