@@ -290,13 +290,14 @@ def profile_rows(cfg: Config, n_params: float, probe: float, enc_params: float =
             continue
         if r["method"].startswith("llm_"):
             sc = dict(r.get("scoring") or {})
-            if sc.get("first_on_server") is False:  # its server's start-up is counted with the first run
+            if sc.get("first_on_server") is False and not sc.get("weights_reloaded"):  # counted with the first run
                 sc["server_start_s"] = None
             tk = sc.get("tokens") or {}
             computed = tk.get("prompt_tokens", 0) - tk.get("cached_tokens", 0) + tk.get("generated_tokens", 0)
             g = 2 * n_params * computed / sc["seconds"] / 1e9 if tk and sc.get("seconds") else None
             parts = [f"merge {sc['merge_s']:.0f} s" if sc.get("merge_s") else None,
-                     f"server start {sc.get('server_start_s', 0):.0f} s" if sc.get("server_start_s") else None,
+                     (f"weights reloaded {sc['server_start_s']:.1f} s" if sc.get("weights_reloaded") else
+                      f"server start {sc.get('server_start_s', 0):.0f} s") if sc.get("server_start_s") else None,
                      f"scoring {sc.get('seconds', 0):.0f} s at {sc.get('rows_per_s') or '-'} rows/s",
                      (f"{tk['prompt_tokens']} prompt tokens ({100 * tk['cached_tokens'] / max(1, tk['prompt_tokens']):.0f}%"
                       f" from the prefix cache), {tk['generated_tokens']} generated") if tk else None]

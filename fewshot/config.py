@@ -131,6 +131,11 @@ class EvalConfig:
     # Servers side by side on a CPU, each with its lane of cores (the base model's runs on one, an
     # adapter's on another): start-ups and merges overlap scoring (1.26x on two adapters, 2 cores).
     cpu_parallel: int = 2
+    # merged mode: a lane's adapters share one server, each next adapter's weights loaded into it in
+    # place (~1 s against a ~20 s start on one core; the answers of a fresh server). auto: on a CPU,
+    # where the starts weigh most; always | never. It turns on vLLM's development endpoints, which the
+    # API key does not guard: on a box shared with other users, never.
+    reload_weights: str = "auto"
     out_dir: str = "objs"
     merged_dir: str = "saves/merged"
     bootstrap: int = 1000
@@ -222,6 +227,7 @@ class Config:
 CHOICES = {
     "eval.mode": {"per_adapter", "multi_lora", "merged"},
     "eval.split": {"valid", "test"},
+    "eval.reload_weights": {"auto", "always", "never"},
     "train.device": {"auto", "cpu", "cuda"},
     "train.precision": {"auto", "bf16", "fp16", "fp32"},
 }

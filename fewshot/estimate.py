@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import Config
 from .devices import cpu_kind, cpu_lanes, cpu_model, device_and_precision, has_gpu, native_precision
 from .manifest import load_manifest
+from .serve import reloads_weights
 from .runs import (encoder_epochs, epochs_for, eval_file_name, icl_answer_modes, icl_sizes, merge_marker,
                    run_names, seeds_for, selections_for)
 
@@ -128,9 +129,13 @@ def estimate(cfg: Config, w: dict | None = None, gflops: dict | None = None, ref
     # one server for the base model's runs, one per adapter (after its merge), side by side in lanes
     base_server = [r["server_start_s"] * scale + w["base_runs"] * row / (r["serve_flop_share"] * llm)
                    + w["icl_runs"] * row / (r["icl_serve_flop_share"] * llm)] if w["base_runs"] or w["icl_runs"] else []
-    adapter_servers = [(r["server_start_s"] + r["merge_s"]) * scale + row / (r["serve_flop_share"] * llm)] * w["adapters"]
+    n = lanes(cfg.eval.cpu_parallel, len(base_server) + w["adapters"])
+    # a new server per adapter, or (eval.reload_weights) one per lane and the next adapters loaded into it
+    starts = [r["server_start_s"] if i < n or not reloads_weights(cfg.eval) else r.get("reload_s", r["server_start_s"])
+              for i in range(w["adapters"])]
+    adapter_servers = [(s + r["merge_s"]) * scale + row / (r["serve_flop_share"] * llm) for s in starts]
     servers = base_server + adapter_servers
-    evals = makespan(servers, lanes(cfg.eval.cpu_parallel, len(servers)))
+    evals = makespan(servers, n)
     heavy = [(r["encoder_start_s"] + p * r["encoder_row_pass_s"]) * scale for p in w["encoder_run_passes"]] \
         + [(r["setfit_start_s"] + n * r["setfit_row_s"]) * scale for n in w["setfit_run_rows"]]
     base = makespan(heavy, lanes(cfg.baselines.cpu_parallel, len(heavy)))
@@ -180,6 +185,10 @@ def reference(kind: str | None = None, precision: str | None = None, fp32_gflops
                                     r.get("cpu_kind") != kind, near(r), refs.index(r)))
 
 
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
 def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """y = a + b x; a is floored at 0 (a start-up time cannot be negative)."""
     n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
@@ -221,7 +230,10 @@ def calibrate(cfg: Config) -> dict:
         "serve_flop_share": round(len(lora + base) * row / sum(r["scoring"]["seconds"] for r in lora + base) / llm, 4),
         "icl_serve_flop_share": round(len(icl) * row / sum(r["scoring"]["seconds"] for r in icl) / llm, 4) if icl else 0.05,
         "merge_s": round(sum(merges) / len(merges), 1),
-        "server_start_s": round(sum(r["scoring"]["server_start_s"] for r in lora + base[:1]) / len(lora + base[:1]), 1),
+        "server_start_s": round(_mean([r["scoring"]["server_start_s"] for r in lora + base[:1]
+                                       if not r["scoring"].get("weights_reloaded")]), 1),
+        "reload_s": round(_mean([r["scoring"]["server_start_s"] for r in lora if r["scoring"].get("weights_reloaded")]
+                                or [0.0]), 1),
         "encoder_start_s": 0.0,
         "encoder_row_pass_s": round(sum(r["seconds"] for r in enc) / sum(passes), 4),
         "setfit_start_s": round(sf_a, 1), "setfit_row_s": round(sf_b, 3),

@@ -3,13 +3,16 @@ with a real vLLM server, score the evaluation split through the client, and writ
 `objs/<run>.pkl` (the original study's EvalData fields) and `objs/<run>.json` (the same numbers + manifest).
 
 Serving modes (eval.mode): per_adapter (the original study's way: one LoRA server per run), multi_lora
-(one server holding every adapter), merged (llamafactory-cli export per run, served plain)."""
+(one server holding every adapter), merged (LLaMA-Factory's export per run, served plain; on a CPU the
+adapters are merged in one process, and each lane keeps one server and loads the next merged adapter
+into it: eval.reload_weights)."""
 from __future__ import annotations
 
 import json
 import pickle
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import yaml
@@ -27,7 +30,7 @@ from .locks import Busy, hold
 from .metrics import compute
 from .runs import (ZERO_SHOT, ZERO_SHOT_CONSTRAINED, EvalData, Run, eval_file_name, eval_lock, eval_names, merge_marker,
                    out_paths, run_dir, run_names, shard_of)
-from .serve import VLLMServer, free_port, new_api_key, server_counters, vllm_command
+from .serve import ServerError, VLLMServer, free_port, new_api_key, reloads_weights, server_counters, vllm_command
 from .models import adapter_finished, check_model_path, model_path
 from .provenance import run_manifest
 
@@ -78,37 +81,61 @@ def prepare_predictions(cfg: Config, run: Run, h: str) -> None:
 _LIVE: set = set()  # merges and servers running now (several at once in CPU lanes): stopped on Ctrl-C
 
 
-def merge(cfg: Config, run: Run, cpus: list[int] | None = None) -> Path:
-    """llamafactory-cli export of base + adapter into one folder; skipped when already merged.
-    cpus: a lane's cores, for merges beside other work."""
+_MERGING = threading.Lock()  # one merge process at a time: it merges the other lanes' adapters too
+_BATCHED: set[str] = set()  # merges already tried in a batch: one that failed is tried again alone
+
+
+def _merged(cfg: Config, run: Run) -> bool:
     marker = merge_marker(cfg, run.name)
-    out = marker.parent
-    if marker.exists() and read_json(marker).get("hash") == run.train_hash:
-        return out.resolve()
-    spec = {"model_name_or_path": model_path(cfg), "adapter_name_or_path": str(run.adapter),
-            "template": cfg.model.template, "finetuning_type": "lora", "trust_remote_code": True,
-            "export_dir": str(out.resolve()), "export_size": 5, "export_device": "cpu",
-            "export_legacy_format": False}
-    spec_path = Path(cfg.eval.merged_dir) / f"{run.name}.export.yaml"
-    atomic_write_text(spec_path, yaml.safe_dump(spec, sort_keys=False))
-    log = Path(cfg.train.log_dir) / f"{run.name}.export.log"
-    t0 = time.time()
-    proc = procs.start([env_bin("train", "llamafactory-cli"), "export", str(spec_path.resolve())], log,
-                       env=subprocess_env(**({"OMP_NUM_THREADS": str(len(cpus))} if cpus else {})))
-    if cpus:
-        pin(proc.pid, cpus)
-    rc = procs.wait(proc, _LIVE)
-    if rc != 0 or not (out / "config.json").exists():
-        raise FewshotError(f"{run.name}: llamafactory-cli export failed ({rc}); last lines of {log}:\n"
+    return marker.exists() and read_json(marker).get("hash") == run.train_hash
+
+
+def merge(cfg: Config, run: Run, cpus: list[int] | None = None, batch: list[Run] = ()) -> Path:
+    """Base + adapter merged into one folder by LLaMA-Factory's export; skipped when already merged.
+    batch: other adapters to merge in the same process, one start-up for all (fewshot/train_env/
+    lf_export.py: ~7 of the CLI's ~9 s per SmolLM2 adapter on one core); cpus: a lane's cores."""
+    out = merge_marker(cfg, run.name).parent
+    with _MERGING:
+        if _merged(cfg, run):
+            return out.resolve()
+        todo = [run] + [r for r in batch if r.name != run.name and str(merge_marker(cfg, r.name)) not in _BATCHED
+                        and not _merged(cfg, r)]
+        _BATCHED.update(str(merge_marker(cfg, r.name)) for r in todo)
+        specs = {}
+        for r in todo:
+            spec = {"model_name_or_path": model_path(cfg), "adapter_name_or_path": str(r.adapter),
+                    "template": cfg.model.template, "finetuning_type": "lora", "trust_remote_code": True,
+                    "export_dir": str(merge_marker(cfg, r.name).parent.resolve()), "export_size": 5,
+                    "export_device": "cpu", "export_legacy_format": False}
+            specs[r.name] = Path(cfg.eval.merged_dir) / f"{r.name}.export.yaml"
+            atomic_write_text(specs[r.name], yaml.safe_dump(spec, sort_keys=False))
+        log = Path(cfg.train.log_dir) / f"{run.name}.export.log"
+        start = log.stat().st_size if log.exists() else 0
+        t0 = time.time()
+        proc = procs.start([env_bin("train", "python"), "-m", "fewshot.train_env.lf_export",
+                            *[str(p.resolve()) for p in specs.values()]], log,
+                           env=subprocess_env(**({"OMP_NUM_THREADS": str(len(cpus))} if cpus else {})))
+        if cpus:
+            pin(proc.pid, cpus)
+        rc = procs.wait(proc, _LIVE)
+        with open(log, "rb") as f:
+            f.seek(start)
+            said = f.read().decode("utf-8", "replace")
+        each = round((time.time() - t0) / len(todo), 1)  # the start-up shared out among the batch
+        for r in todo:
+            if f"[lf_export] exported {specs[r.name].resolve()}\n" in said:
+                atomic_write_json(merge_marker(cfg, r.name), {"hash": r.train_hash, "seconds": each, "batch": len(todo)})
+    if not _merged(cfg, run):
+        raise FewshotError(f"{run.name}: LLaMA-Factory's export failed ({rc}); last lines of {log}:\n"
                            f"{procs.tail(log)}")
-    atomic_write_json(marker, {"hash": run.train_hash, "seconds": round(time.time() - t0, 1)})
     return out.resolve()
 
 
 # ---------------------------------------------------------------- scoring
 
 def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows: list[dict], labels: list[str],
-                    h: str, mode: str, split_sha: str, server_seconds: float, first_on_server: bool = True) -> dict:
+                    h: str, mode: str, split_sha: str, server_seconds: float, first_on_server: bool = True,
+                    weights: str | None = None) -> dict:
     p = out_paths(cfg, run.name)
     e = cfg.eval
     before = server_counters(server.base_url, server.api_key)
@@ -119,6 +146,8 @@ def _score_and_save(cfg: Config, run: Run, server: VLLMServer, served: str, rows
     if before and after and stats.get("scored"):  # the runs of one server are scored one after another
         stats["tokens"] = {k: int(after[k] - before[k]) for k in after}
     stats["first_on_server"] = first_on_server  # the server's start-up is counted once, with this run
+    if weights:  # a kept server (eval.reload_weights): the merged folder it answered with, and whether it was
+        stats["weights"], stats["weights_reloaded"] = weights, not first_on_server  # loaded in place (seconds: server_start_s)
     stats["cores"] = server.cpus  # its lane, where servers ran side by side (None: every core)
     stats["engine_cores"] = server.engine_cores()  # where its processes may run, read back from the OS
     return finish(cfg, run, rows, labels, h, mode, split_sha, served, stats, server_seconds)
@@ -190,13 +219,14 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     check_answer_room(cfg, labels)  # only when there is scoring to do: it loads the tokenizer
     env_bin("serve", "python")  # a node without the envs says so once, before any server starts
     if any(r.adapter is not None for r, _ in todo) and cfg.eval.mode == "merged":
-        env_bin("train", "llamafactory-cli")  # merges run in the training env
+        env_bin("train", "python")  # merges run in the training env
     print(f"[eval] {len(todo)} run(s) to score on {len(rows)} rows of {split_name}, mode {cfg.eval.mode}")
     failed: dict[str, str] = {}
-    ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed,
-               tokens=manifest["files"][split_name].get("tokens", {}))
     base = [t for t in todo if t[0].adapter is None]
     adapters = [t for t in todo if t[0].adapter is not None]
+    ctx = dict(cfg=cfg, rows=rows, labels=labels, split_sha=split_sha, failed=failed,
+               tokens=manifest["files"][split_name].get("tokens", {}),
+               merge_batch=[r for r, _ in adapters] if cfg.eval.mode == "merged" and not has_gpu() else [])
     groups = [todo] if cfg.eval.mode == "multi_lora" else ([base] if base else []) + [[t] for t in adapters]
     lanes = [] if has_gpu() else cpu_lanes(cfg.eval.cpu_parallel, len(groups))
     done = [0]
@@ -210,8 +240,9 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     try:  # the base-model runs share one server; each adapter gets its own (one for all in multi_lora)
         if lanes:
             from .schedule import run_on_slots
-            print(f"[eval] {len(groups)} server(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
-                  f"(eval.cpu_parallel)", flush=True)
+            kept = " (merged adapters: one kept server per lane, eval.reload_weights)" if reloads_weights(cfg.eval) else ""
+            print(f"[eval] {len(groups)} group(s) of runs, {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+                  f"(eval.cpu_parallel){kept}", flush=True)
             # heaviest first: the base model's server scores several runs, an adapter's one (and a merge)
             jobs = [(g[0][0].name, len(g) + 0.5 * (g[0][0].adapter is not None), g) for g in groups]
             status = run_on_slots(jobs, lanes, one,
@@ -226,6 +257,8 @@ def run_all(cfg: Config, only: list[str] | None = None, shard: str | None = None
     except KeyboardInterrupt:
         print("[eval] interrupted: predictions so far are saved; rerun to resume", flush=True)
         raise
+    finally:
+        stop_kept()
     for name, err in failed.items():
         print(f"[eval] FAILED {name}: {err}", flush=True)
     return 1 if failed else 0
@@ -265,10 +298,60 @@ def context_needed(cfg: Config, runs: list[Run], tokens: dict) -> int:
     return min(limit, -(-need // 256) * 256)
 
 
+# ---------------------------------------------------------------- kept servers (eval.reload_weights)
+
+_KEPT: dict[tuple, tuple[VLLMServer, int]] = {}  # a lane's cores -> its merged-mode server and served context
+_KEPT_LOCK = threading.Lock()
+MERGED_SERVED = "merged"  # the name a kept server answers under; each run records the folder it served
+
+
+def _kept_server(cfg: Config, cpus: list[int] | None, model: str, make, max_model_len: int
+                 ) -> tuple[VLLMServer, float, bool]:
+    """The lane's server, serving `model` (a merged folder): the one the lane kept, its weights reloaded
+    in place where it serves the same context, else a new one, kept for the lane's next adapter.
+    Returns the server, the seconds its start or reload took, and whether it was reloaded."""
+    key = tuple(cpus or ())
+    with _KEPT_LOCK:
+        old = _KEPT.pop(key, None)
+    if old:
+        server, served_len = old
+        if served_len == max_model_len and server.alive():
+            try:
+                seconds = server.reload(model, cfg.eval.server_start_timeout)
+                with _KEPT_LOCK:
+                    _KEPT[key] = (server, max_model_len)
+                return server, seconds, True
+            except ServerError as err:
+                print(f"[eval] a kept server could not reload {model}; starting a new one: {err}", flush=True)
+        _LIVE.discard(server.proc)
+        server.stop()
+    port = free_port()
+    log = _log(cfg, "merged_" + ("cores_" + "_".join(map(str, cpus)) if cpus else "server"))
+    server = VLLMServer(make(port, MERGED_SERVED), port, log, cfg.eval.server_start_timeout, api_key=new_api_key(),
+                        cpus=cpus, reloadable=True)
+    t0 = time.time()
+    server.__enter__()
+    _LIVE.add(server.proc)
+    with _KEPT_LOCK:
+        _KEPT[key] = (server, max_model_len)
+    return server, time.time() - t0, False
+
+
+def stop_kept() -> None:
+    """Stop every lane's kept server (end of the eval step, also after an error or Ctrl-C)."""
+    with _KEPT_LOCK:
+        kept = list(_KEPT.values())
+        _KEPT.clear()
+    for server, _ in kept:
+        _LIVE.discard(server.proc)
+        server.stop()
+
+
 def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lora: bool = False,
-                 cpus: list[int] | None = None) -> None:
+                 cpus: list[int] | None = None, merge_batch: list[Run] = ()) -> None:
     """Start one server for these runs (one adapter merged or as LoRA, or the base model), score
-    each run that no other process holds, stop the server. cpus: the lane's cores (merge and server)."""
+    each run that no other process holds, stop the server; a merged adapter where weights are reloaded
+    goes to the lane's kept server instead (stopped at the step's end). cpus: the lane's cores."""
     e = cfg.eval
     with ExitStack() as locks:
         mine = []
@@ -291,31 +374,40 @@ def _serve_group(group, cfg: Config, rows, labels, split_sha, failed, tokens, lo
             if lora or (e.mode == "per_adapter" and adapters):
                 model, loras = model_path(cfg), adapters or None
             elif adapters:  # merged
-                model, loras = str(merge(cfg, first, cpus)), None
+                model, loras = str(merge(cfg, first, cpus, merge_batch)), None
             else:
                 model, loras = model_path(cfg), None
-            served_base = first.name if adapters and not loras else cfg.model.served_name
-            port = free_port()
-            cmd = vllm_command(model, served_base, port, loras, cfg.train.lora_rank, e.server_args,
-                               cpu_dtype=cpu_serving_dtype(cfg), gpu_dtype=gpu_serving_dtype(cfg),
-                               max_model_len=context_needed(cfg, [r for r, _ in mine], tokens), in_flight=e.concurrency)
-            log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
-            t0 = time.time()
-            server = VLLMServer(cmd, port, log, e.server_start_timeout, api_key=new_api_key(), cpus=cpus)
-            with procs.TermAsInterrupt(), server:
-                _LIVE.add(server.proc)
-                try:
+            mml = context_needed(cfg, [r for r, _ in mine], tokens)
+            make = lambda port, served: vllm_command(
+                model, served, port, loras, cfg.train.lora_rank, e.server_args, cpu_dtype=cpu_serving_dtype(cfg),
+                gpu_dtype=gpu_serving_dtype(cfg), max_model_len=mml, in_flight=e.concurrency)
+            kept = bool(adapters) and not loras and reloads_weights(e)
+            if kept:  # one server per lane for every merged adapter it scores
+                server, start, reloaded = _kept_server(cfg, cpus, model, make, mml)
+                scope, served_base = nullcontext(), MERGED_SERVED
+            else:
+                served_base = first.name if adapters and not loras else cfg.model.served_name
+                port = free_port()
+                log = _log(cfg, "multi_lora" if lora else first.name if adapters else "base_model")
+                t0, reloaded = time.time(), False
+                scope = server = VLLMServer(make(port, served_base), port, log, e.server_start_timeout,
+                                            api_key=new_api_key(), cpus=cpus)
+            with procs.TermAsInterrupt(), scope:
+                if not kept:
+                    _LIVE.add(server.proc)
                     start = time.time() - t0
+                try:
                     for k, (run, h) in enumerate(mine):
                         # an adapter is served under its run's name (as a LoRA, or as the merged model)
-                        served = run.name if run.adapter is not None else cfg.model.served_name
+                        served = served_base if kept else run.name if run.adapter is not None else cfg.model.served_name
                         try:
                             _score_and_save(cfg, run, server, served, rows, labels, h, e.mode, split_sha, start,
-                                            first_on_server=k == 0)
+                                            first_on_server=k == 0 and not reloaded, weights=model if kept else None)
                         except FewshotError as err:
                             failed[run.name] = str(err)
                 finally:
-                    _LIVE.discard(server.proc)
+                    if not kept:
+                        _LIVE.discard(server.proc)
         except FewshotError as err:  # merge or server failed: every run of this group failed with it
             for run, _ in mine:
                 failed.setdefault(run.name, str(err))

@@ -65,6 +65,12 @@ _GIVEN: set[int] = set()
 _GIVING = threading.Lock()
 
 
+def reloads_weights(e) -> bool:
+    """Whether merged adapters share a lane's server, each loaded into it in place (eval.reload_weights
+    of an EvalConfig e)."""
+    return e.mode == "merged" and (e.reload_weights == "always" or (e.reload_weights == "auto" and not has_gpu()))
+
+
 def free_port() -> int:
     """A free loopback port, never one handed out before in this process (servers side by side
     must not race for the same one)."""
@@ -160,8 +166,8 @@ class VLLMServer:
     command line stays free of it (a key starting with '-' would also break argument parsing)."""
 
     def __init__(self, cmd: list[str], port: int, log_path: str | Path, start_timeout: float = 600.0,
-                 api_key: str | None = None, cpus: list[int] | None = None):
-        self.api_key, self.cpus = api_key, cpus
+                 api_key: str | None = None, cpus: list[int] | None = None, reloadable: bool = False):
+        self.api_key, self.cpus, self.reloadable = api_key, cpus, reloadable
         self.cmd = list(cmd)
         self.port, self.log_path, self.start_timeout = port, Path(log_path), start_timeout
         self.proc = None
@@ -176,8 +182,9 @@ class VLLMServer:
                               f"free one")
         self._term = procs.TermAsInterrupt().__enter__()  # a plain `kill` of us also stops the server
         key = {"VLLM_API_KEY": self.api_key} if self.api_key else {}
+        dev = {"VLLM_SERVER_DEV_MODE": "1"} if self.reloadable else {}  # /collective_rpc, /reset_prefix_cache
         self.proc = procs.start(self.cmd, self.log_path, env=subprocess_env(VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
-                                                                             **cpu_serving_env(self.cpus), **key))
+                                                                             **cpu_serving_env(self.cpus), **key, **dev))
         if self.cpus:  # the API server and the engine it starts stay on the lane's cores
             pin(self.proc.pid, self.cpus)
         try:
@@ -205,6 +212,38 @@ class VLLMServer:
                                   f"(eval.server_start_timeout); last lines of {self.log_path}:\n"
                                   f"{procs.tail(self.log_path)}")
             time.sleep(1.0)
+
+    def reload(self, weights_dir: str | Path, timeout: float = 600.0) -> float:
+        """Load another checkpoint of the same architecture into the running model, in place, and drop
+        the prefix cache (its KV came from the old weights); seconds taken. A merged SmolLM2 adapter:
+        ~1 s where a new one-core server takes ~20 s, and the answers a fresh server gives
+        (tests/test_eval_vllm.py). Needs a server started with reloadable=True: vLLM's development
+        endpoints, which it does not guard with the API key (eval.reload_weights says where they are on)."""
+        if not (self.reloadable and self.alive()):
+            raise ServerError(f"server on port {self.port} cannot reload weights (not reloadable or not running)")
+        t0 = time.monotonic()
+        self._post("/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(weights_dir)}},
+                   timeout)
+        if self._post("/reset_prefix_cache", {}, timeout).get("success") is False:
+            raise ServerError(f"server on port {self.port} kept its prefix cache after a weight reload")
+        return time.monotonic() - t0
+
+    def _post(self, path: str, body: dict, timeout: float) -> dict:
+        import json
+        req = urllib.request.Request(f"http://{HOST}:{self.port}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"}
+                                     | ({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                text = r.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, ConnectionError, OSError) as err:
+            raise ServerError(f"vLLM {path} failed: {err}; last lines of {self.log_path}:\n"
+                              f"{procs.tail(self.log_path)}") from err
+        try:
+            out = json.loads(text) if text.strip() else {}
+        except ValueError:
+            out = {}
+        return out if isinstance(out, dict) else {}
 
     def engine_cores(self) -> list[int] | None:
         """The cores the server's processes (API server, engine, any worker) may run on, as the OS

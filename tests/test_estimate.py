@@ -117,3 +117,18 @@ def test_the_calibration_used_is_timed_in_the_studys_precision_then_on_its_cpu_k
     assert E.reference("avx512", "fp32")["cpu_kind"] == "amx"           # the only one there is
     path.unlink()
     assert E.reference("avx2", "fp32") == {}
+
+
+def test_adapters_loaded_into_a_kept_server_are_priced_at_the_reload_not_a_start(cfg, monkeypatch):
+    """eval.reload_weights: one server start per lane, each later adapter costs the measured reload."""
+    from fewshot.config import override
+    monkeypatch.setattr(E, "reference", lambda **k: {**REF, "reload_s": 4.0})
+    monkeypatch.setattr(E, "has_gpu", lambda: False)
+    monkeypatch.setattr(E, "reloads_weights", lambda e: e.reload_weights != "never")
+    monkeypatch.setattr(E, "device_and_precision", lambda c: ("cpu", "fp32"))
+    monkeypatch.setattr(E, "lanes", lambda parallel, jobs: 1)
+    w = E.work(cfg)
+    assert w["adapters"] == 2
+    kept = E.estimate(override(cfg, ["eval.reload_weights=always"]), w, {"fp32": 100.0})
+    fresh = E.estimate(override(cfg, ["eval.reload_weights=never"]), w, {"fp32": 100.0})
+    assert fresh["eval"] - kept["eval"] == pytest.approx((40.0 - 4.0) / 60, abs=0.06)  # the second adapter's start

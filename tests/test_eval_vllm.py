@@ -116,3 +116,83 @@ def test_merged_mode_serves_base_and_adapter_side_by_side_each_on_its_core(train
     for n in ("zero_shot", "llm_train_4"):  # the OS says where each server's processes ran: its lane alone
         assert res[n]["scoring"]["engine_cores"] == cores[n]
     assert all(r["metrics"]["n"] == 6 for r in res.values())
+    # eval.reload_weights (auto: on a CPU): the adapter went to its lane's kept server, stopped at the end
+    from fewshot import eval as ev
+    sc = res["llm_train_4"]["scoring"]
+    assert res["llm_train_4"]["served_model"] == ev.MERGED_SERVED and Path(sc["weights"]) == Path(
+        cfg.eval.merged_dir, "llm_train_4").resolve() and sc["first_on_server"] and not sc["weights_reloaded"]
+    assert not ev._KEPT and not ev._LIVE
+
+
+def _first_logprobs(url: str, key: str, rows: list[dict]) -> list[list[float]]:
+    """The top-5 log-probabilities of the first answer token, greedy, for each row."""
+    from fewshot.prompt import chat_messages
+    out = []
+    for row in rows:
+        req = json.dumps({"model": "m", "messages": chat_messages(row), "max_tokens": 1, "temperature": 0,
+                          "logprobs": True, "top_logprobs": 5}).encode()
+        r = urllib.request.urlopen(urllib.request.Request(url + "/chat/completions", data=req, headers={
+            "content-type": "application/json", "Authorization": f"Bearer {key}"}))
+        top = json.loads(r.read())["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        out.append([(t["token"], t["logprob"]) for t in top])
+    return out
+
+
+def test_a_server_given_an_adapters_weights_in_place_answers_as_a_fresh_server_of_it(trained, tmp_path):
+    """eval.reload_weights: the base model's server, the merged adapter loaded into it, gives the
+    first-token distribution a new server of the merged folder gives, and not the base model's."""
+    run = [r for r in planned_runs(trained)[0] if r.name == "llm_train_4"][0]
+    merged = str(merge(trained, run))
+    rows = json.loads((Path(trained.data.out_dir) / "llm_valid.json").read_text())[:3]
+    key, port = new_api_key(), free_port()
+    server = VLLMServer(vllm_command(str(MODEL), "m", port), port, tmp_path / "b.log", api_key=key, reloadable=True)
+    with server as url:
+        base = _first_logprobs(url, key, rows)  # the prefix cache now holds these prompts' base-model KV
+        assert server.reload(merged) < 60
+        reloaded = _first_logprobs(url, key, rows)
+    port3 = free_port()
+    with VLLMServer(vllm_command(merged, "m", port3), port3, tmp_path / "c.log", api_key=key) as url:
+        fresh = _first_logprobs(url, key, rows)
+    for got, want in zip(reloaded, fresh):
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert all(abs(a - b) < 1e-3 for (_, a), (_, b) in zip(got, want))
+    assert any(abs(a - b) > 1e-2 for r1, r2 in zip(reloaded, base) for (_, a), (_, b) in zip(r1, r2)) \
+        or any([t for t, _ in r1] != [t for t, _ in r2] for r1, r2 in zip(reloaded, base))
+    plain = VLLMServer(["true"], free_port(), tmp_path / "d.log")
+    with pytest.raises(Exception, match="cannot reload"):
+        plain.reload(merged)  # a server started without the development endpoints says so
+
+
+def test_adapters_merged_in_one_process_match_llamafactory_cli_export(trained, tmp_path):
+    """eval.merge's batch (fewshot/train_env/lf_export.py): two adapters merged by one process, each
+    tensor equal to what `llamafactory-cli export` writes for the same adapter; one log, one start."""
+    import dataclasses
+    import subprocess
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from fewshot.envs import env_bin
+    cfg = load_config(trained.path, [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + [
+        f"eval.merged_dir={tmp_path / 'merged'}"])
+    run = [r for r in planned_runs(cfg)[0] if r.name == "llm_train_4"][0]
+    twin = dataclasses.replace(run, name="llm_train_4_twin")  # the same adapter under a second name
+    out = merge(cfg, run, batch=[run, twin])
+    assert merge(cfg, twin) == (tmp_path / "merged" / "llm_train_4_twin").resolve()  # merged with the first
+    log = (Path(cfg.train.log_dir) / "llm_train_4.export.log").read_text()
+    last = log[log.rindex("\n$ "):]  # this merge's part of the log: one process for both adapters
+    assert last.count("\n$ ") == 1 and "llm_train_4_twin.export.yaml" in last.splitlines()[1]
+    assert last.count("[lf_export] exported") == 2
+    assert not (Path(cfg.train.log_dir) / "llm_train_4_twin.export.log").exists()
+    spec = yaml.safe_load((tmp_path / "merged" / "llm_train_4.export.yaml").read_text())
+    spec["export_dir"] = str(tmp_path / "cli")
+    (tmp_path / "cli.yaml").write_text(yaml.safe_dump(spec))
+    subprocess.run([env_bin("train", "llamafactory-cli"), "export", str(tmp_path / "cli.yaml")], check=True,
+                   capture_output=True)
+    want = load_file(tmp_path / "cli" / "model.safetensors")
+    for folder in (out, tmp_path / "merged" / "llm_train_4_twin"):
+        got = load_file(Path(folder) / "model.safetensors")
+        assert got.keys() == want.keys() and all(got[k].equal(want[k]) for k in want)
+    base = load_file(MODEL / "model.safetensors") if (MODEL / "model.safetensors").exists() else None
+    if base is not None:  # the merge changed the weights the adapter touches
+        assert any(not base[k].to(want[k].dtype).equal(want[k]) for k in want if k in base)
