@@ -206,6 +206,21 @@ def _autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
+def fresh_casts():
+    """A Trainer callback that drops autocast's bf16 copies of the weights after every optimizer step.
+    Why: inside one autocast context torch casts each fp32 weight once and reuses that copy until the
+    context exits, whatever happens to the weight meanwhile: under one context around a whole training
+    run, every forward would see the weights as they were before the first update. Cleared after each
+    step, a weight is cast once per update (shared by the step's chunks of texts), always current."""
+    import torch
+    from transformers import TrainerCallback
+
+    class FreshCasts(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            torch.clear_autocast_cache()
+    return FreshCasts()
+
+
 def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
     """SetFit: contrastive fine-tuning of the sentence encoder, then a logistic-regression head. The body
     runs in bf16 where the encoder fine-tune does (devices.encoder_bf16), the loss in fp32."""
@@ -219,7 +234,8 @@ def setfit_model(train_x, train_y, seed: int, cfg: Config, head: dict):
         args = TrainingArguments(output_dir=tmp, batch_size=16, num_epochs=1, save_strategy="no",
                                  num_iterations=cfg.baselines.setfit_iterations, seed=seed, show_progress_bar=False,
                                  loss=cosine_loss(bf16, setfit_chunk()))
-        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}))
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train_x, "label": train_y}),
+                          callbacks=[fresh_casts()] if bf16 else None)
         with _autocast(bf16):
             trainer.train()
     return model
@@ -239,7 +255,8 @@ def method_settings(cfg: Config, method: str) -> dict:
     reruns the encoder runs, not TF-IDF's."""
     b = cfg.baselines
     device = {"bf16": encoder_bf16(cfg), "micro_batch": encoder_micro_batch(b), "sorted_fused": True, "eval_batch": EVAL_BATCH} \
-        if method == "encoder" else {"bf16_body_fp32_loss": encoder_bf16(cfg), "chunk": setfit_chunk()} if method == "setfit" else {}
+        if method == "encoder" else {"bf16_body_fp32_loss": encoder_bf16(cfg), "chunk": setfit_chunk()} \
+        | ({"casts_per_update": True} if encoder_bf16(cfg) else {}) if method == "setfit" else {}
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device

@@ -273,3 +273,37 @@ def test_baseline_workers_get_glibc_keeping_freed_blocks_only_while_they_start(m
     monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setattr(devices, "has_gpu", lambda: True)
     assert devices.cpu_malloc_env() == {}
+
+
+@slow
+def test_setfit_in_bf16_trains_on_the_updated_weights_not_the_first_copies(easy_cfg, monkeypatch):
+    """One autocast context around SetFit's training: torch keeps each weight's bf16 copy until the
+    context ends, so without baselines.fresh_casts every step's forward saw the weights before the
+    first update. With it, the trained body is the one trained with autocast's cache off (a fresh copy
+    at every use) up to rounding (a copy's gradient summed in bf16 over its uses: 5e-5 here); without it,
+    the body is off by ~80 times more."""
+    import contextlib
+
+    import torch
+    from transformers import TrainerCallback
+
+    import fewshot.baselines as B
+    cfg = easy_cfg(["setfit"])
+    monkeypatch.setattr(B, "encoder_bf16", lambda c: True)  # bf16 on any CPU (emulated where not native)
+    rows = _easy(24, seed=3)
+    x, y = [r["text"] for r in rows], [r["label"] for r in rows]
+
+    def body_output(**patch):
+        with monkeypatch.context() as m:
+            for k, v in patch.items():
+                m.setattr(B, k, v)
+            model = B.setfit_model(x, y, 0, cfg, {})
+        with torch.no_grad():
+            return model.model_body.encode(x[:4], convert_to_tensor=True).float()
+
+    uncached = lambda bf16: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)
+    truth = body_output(_autocast=uncached, fresh_casts=lambda: TrainerCallback())
+    fresh = body_output()
+    stale = body_output(fresh_casts=lambda: TrainerCallback())
+    off = lambda a: float((a - truth).abs().max())
+    assert off(fresh) < 1e-3 * float(truth.abs().max()) and off(stale) > 10 * off(fresh)
