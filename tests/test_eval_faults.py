@@ -196,3 +196,23 @@ run_on_slots([('a', 1, 'a'), ('b', 1, 'b')], [[0], [1]], work2, lambda: [procs.s
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_bootstrap_macro_f1_is_scikit_learns_on_every_resample():
+    """metrics.macro_f1 (counted with bincount) against sklearn's f1_score, zero_division=0, on
+    random answers with invalid ones (-1), absent labels and perfect runs; and the intervals move
+    with the answers."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from fewshot.metrics import bootstrap, macro_f1
+    rng = np.random.default_rng(7)
+    for t in range(500):
+        k, n = int(rng.integers(2, 12)), int(rng.integers(1, 80))
+        g = rng.integers(0, k, n)
+        p = g.copy() if t % 5 == 0 else rng.integers(-1, k, n)
+        want = float(f1_score(g, p, labels=list(range(k)), average="macro", zero_division=0))
+        assert macro_f1(p, g, k) == want
+    g = rng.integers(0, 4, 200)
+    good, bad = bootstrap(g.copy(), g, 4, 200, 0), bootstrap(rng.integers(-1, 4, 200), g, 4, 200, 0)
+    assert good["macro_f1_ci95"] == [1.0, 1.0] and bad["macro_f1_ci95"][1] < 0.5

@@ -42,15 +42,29 @@ def compute(preds: list[str | None], golds: list[str], labels: list[str], n_boot
 
 
 def bootstrap(p: np.ndarray, g: np.ndarray, k: int, n_boot: int, seed: int) -> dict:
-    """Percentile 95% intervals for accuracy and macro-F1 over rows resampled with replacement."""
-    from sklearn.metrics import f1_score
+    """Percentile 95% intervals for accuracy and macro-F1 over rows resampled with replacement.
+    Each resample's macro-F1 is scikit-learn's f1_score(labels=range(k), average="macro",
+    zero_division=0), 2 tp / (predicted + true) per label, counted with bincount: the same numbers
+    (tests), without its input checks, which took ~1.8 s of every run's 1000 resamples."""
     if n_boot <= 0 or len(g) == 0:
         return {}
     rng = np.random.default_rng(seed)
     accs, f1s = [], []
     for _ in range(n_boot):
         i = rng.integers(0, len(g), len(g))
-        accs.append(float(np.mean(p[i] == g[i])))
-        f1s.append(float(f1_score(g[i], p[i], labels=list(range(k)), average="macro", zero_division=0)))
+        pi, gi = p[i], g[i]
+        hit = pi == gi
+        accs.append(float(np.mean(hit)))
+        f1s.append(macro_f1(pi, gi, k, hit))
     q = lambda xs: [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))]
     return {"accuracy_ci95": q(accs), "macro_f1_ci95": q(f1s), "bootstrap": n_boot}
+
+
+def macro_f1(p: np.ndarray, g: np.ndarray, k: int, hit: np.ndarray | None = None) -> float:
+    """Macro-F1 over labels 0..k-1 (an invalid answer, -1, is no label's prediction), 0 for a label
+    neither predicted nor true: scikit-learn's f1_score with zero_division=0."""
+    hit = (p == g) if hit is None else hit
+    tp = np.bincount(g[hit], minlength=k)[:k]
+    den = np.bincount(p[p >= 0], minlength=k)[:k] + np.bincount(g, minlength=k)[:k]
+    f1 = np.divide(2.0 * tp, den, out=np.zeros(k), where=den > 0)
+    return float(np.mean(f1))
