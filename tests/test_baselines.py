@@ -307,3 +307,22 @@ def test_setfit_in_bf16_trains_on_the_updated_weights_not_the_first_copies(easy_
     stale = body_output(fresh_casts=lambda: TrainerCallback())
     off = lambda a: float((a - truth).abs().max())
     assert off(fresh) < 1e-3 * float(truth.abs().max()) and off(stale) > 10 * off(fresh)
+
+
+def test_encoder_trains_with_eager_attention_and_scores_with_sdpa_on_a_cpu(easy_cfg, monkeypatch):
+    """With dropout on, torch's CPU SDPA takes its slow math path, so the encoder trains with eager
+    attention there; scoring (no dropout) goes back to SDPA's flash kernel."""
+    import transformers
+    cfg = easy_cfg(["encoder"], **{"baselines.encoder_min_steps": 0})
+    seen = []
+    load = transformers.AutoModelForSequenceClassification.from_pretrained
+
+    def recorded(*a, **k):
+        model = load(*a, **k)
+        model.register_forward_pre_hook(lambda m, args: seen.append((m.training, m.config._attn_implementation)))
+        return model
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", recorded)
+    rows = _easy(20, seed=5)
+    encoder_logits([r["text"] for r in rows[:16]], [r["label"] for r in rows[:16]], [r["text"] for r in rows[16:]], 0, cfg, 2)
+    assert {a for training, a in seen if training} == {"eager"}
+    assert {a for training, a in seen if not training} == {"sdpa"}
