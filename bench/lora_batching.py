@@ -5,10 +5,6 @@ micro-batches of 2 sorted by length within each optimizer step and attention by 
     .venv/bin/python bench/lora_batching.py --config configs/demo.yaml --run llm_train_32 \
         --a train.per_device_train_batch_size=1 train.gradient_accumulation_steps=8 'train.extra={flash_attn: sdpa}' \
         --b train.per_device_train_batch_size=2 train.gradient_accumulation_steps=4
-An override env:KEY=VALUE sets the variant's environment instead, e.g. the shared prefix off and on:
-    .venv/bin/python bench/lora_batching.py --config configs/demo.yaml --run llm_train_32 \
-        --a env:FEWSHOT_SHARED_PREFIX=off --b env:FEWSHOT_SHARED_PREFIX=on \
-        --out bench/results/lora_shared_prefix_demo_avx512_bf16.json
 Reads the data step's files (data/); writes under /tmp, never into saves/."""
 import argparse
 import ast
@@ -32,7 +28,7 @@ from fewshot.train import lf_args, lf_yaml_args  # noqa: E402
 
 
 def train_yaml(config: str, overrides: list[str], run: str, out: Path) -> Path:
-    cfg = load_config(config, [o for o in overrides if not o.startswith("env:")])
+    cfg = load_config(config, overrides)
     size = int(run.split("_")[2])
     args = lf_yaml_args(lf_args(cfg, run, "bench", size))
     args.update(output_dir=str(out), save_steps=10_000)  # no checkpoints: only the time is wanted
@@ -41,10 +37,8 @@ def train_yaml(config: str, overrides: list[str], run: str, out: Path) -> Path:
     return path
 
 
-def start(path: Path, core: int, log: Path, overrides: list[str] = ()):
-    """env:KEY=VALUE among a variant's overrides goes to its process's environment."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           **dict(o[4:].split("=", 1) for o in overrides if o.startswith("env:"))}
+def start(path: Path, core: int, log: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(["taskset", "-c", str(core), env_bin("train", "python"), "-m", "fewshot.train_env.lf_train",
                              str(path)], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
@@ -73,7 +67,7 @@ if __name__ == "__main__":
         procs = {}
         for v in ("a", "b"):
             path = train_yaml(a.config, getattr(a, v), a.run, tmp / f"{v}{rnd}")
-            procs[v] = (start(path, cores[v], tmp / f"{v}{rnd}.log", getattr(a, v)), cores[v])
+            procs[v] = (start(path, cores[v], tmp / f"{v}{rnd}.log"), cores[v])
         for v, (p, core) in procs.items():
             if p.wait() != 0:
                 sys.exit(f"variant {v} failed: {tmp / f'{v}{rnd}.log'}")

@@ -213,28 +213,6 @@ def test_labelled_logits_give_the_full_loss_and_gradients():
     assert abs(r["loss_eager"] - r["loss_sdpa"]) <= 0.02 * abs(r["loss_sdpa"])
     # and the patched trainer took eager for this 40-token batch of a model that came up with SDPA
     assert r["attention_by_length"] == "eager" and r["loss_by_length"] == r["loss_eager"]
-    # two rows opening with the same 24 tokens: those computed once (a 24-token pass, then the 24 left
-    # of each row, against one 48-token pass), the same loss and LoRA gradients (fp32)
-    assert r["shared_prefix"] == 24 and r["shared_calls"] == [48, 24, 24]
-    assert r["loss_shared"] == pytest.approx(r["loss_whole"], rel=1e-6)
-    assert r["shared_grad_max_abs"] > 0 and r["shared_grad_max_abs_diff"] <= 1e-5 * r["shared_grad_max_abs"]
-
-
-def test_shared_prefix_stops_at_padding_labels_and_differences():
-    import torch
-    from fewshot.train_env.lf_train import IGNORE, MIN_SHARED, shared_prefix
-    ids = torch.arange(60).repeat(2, 1)
-    ids[1, 40:] += 100                       # rows differ from 40 on
-    mask, labels = torch.ones_like(ids), torch.full_like(ids, IGNORE)
-    assert shared_prefix(ids, mask, labels) == 40
-    labels[1, 30] = 5                        # the loss reads the logit at 29: the shared part ends before it
-    assert shared_prefix(ids, mask, labels) == 29
-    mask[0, 20:] = 0                         # padding is never shared
-    assert shared_prefix(ids, mask, labels) == 20
-    assert shared_prefix(ids[:1], mask[:1], labels[:1]) == 0             # one row: nothing to share
-    short = ids.clone()
-    short[1, MIN_SHARED - 1] += 1
-    assert shared_prefix(short) == 0                                     # too short to pay for a second pass
 
 
 def test_a_cpu_micro_batch_takes_eager_attention_when_short_and_sdpa_when_long():

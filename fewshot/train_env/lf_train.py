@@ -34,14 +34,6 @@ eager up to EAGER_MAX_TOKENS, SDPA above; both compute exact attention, in anoth
 Only where the run's YAML leaves flash_attn unset (LLaMA-Factory then picks SDPA): any flash_attn
 set keeps that one.
 
-Every row of a classification set opens with the same system turn (the instruction and the label
-list, ~100 of the demo's ~210 tokens a row). Where the rows of a micro-batch share such a prefix
-(unpadded, unlabelled, before the first logit the loss reads), it is computed once, for one row, and
-its keys and values repeated for the others (`shared_prefix`): the rest of each row attends to them as
-before and the gradient flows back through them once, summed. The loss is the same (fp32: equal;
-its LoRA gradients to 1e-6 relative, `check`); a micro-batch of 2 demo-like rows trained ~9% faster
-(one core, AMD EPYC with AVX-512 BF16). FEWSHOT_SHARED_PREFIX=off turns it off (bench/lora_batching.py).
-
 Everything else is LLaMA-Factory's own launcher and trainer, unchanged."""
 from __future__ import annotations
 
@@ -50,9 +42,6 @@ import sys
 
 IGNORE = -100
 BY_LENGTH = {"on": True}  # off where the run's YAML sets flash_attn (main)
-SHARED = {"on": True}  # the shared prefix computed once per micro-batch; FEWSHOT_SHARED_PREFIX=off (main)
-MIN_SHARED = 16  # shared leading tokens below which a micro-batch is computed whole
-SHAREABLE = {"input_ids", "attention_mask", "labels", "logits_to_keep", "num_items_in_batch"}
 EAGER_MAX_TOKENS = 640  # micro-batch length (padded) up to which a CPU runs eager attention, SDPA above
 
 
@@ -66,34 +55,6 @@ def keep_from_labels(labels) -> int:
     first = int(mask.int().argmax(dim=1)[rows].min())  # earliest labelled position in the batch
     keep = labels.shape[1] - first + 1
     return keep if 0 < keep < labels.shape[1] else 0
-
-
-def shared_prefix(input_ids, attention_mask=None, labels=None) -> int:
-    """Leading tokens every row of the micro-batch holds alike, unpadded and unlabelled, ending before
-    the first position whose logit the loss reads; 0 (compute the batch whole) below MIN_SHARED."""
-    if input_ids.shape[0] < 2:
-        return 0
-    same = (input_ids == input_ids[:1]).all(dim=0)
-    if attention_mask is not None:
-        same &= attention_mask.bool().all(dim=0)
-    n = int(same.int().cumprod(dim=0).sum())  # the leading run of positions alike in every row
-    if labels is not None:
-        mask = labels.ne(IGNORE)
-        if bool(mask.any()):  # the logit predicting the first labelled token must stay in the rest
-            n = min(n, int(mask.int().argmax(dim=1)[mask.any(dim=1)].min()) - 1)
-    n = min(n, input_ids.shape[1] - 1)
-    return n if n >= MIN_SHARED else 0
-
-
-def with_shared_prefix(model, inputs: dict, n: int) -> dict:
-    """The micro-batch's inputs with its first n tokens computed once, for one row: the rest of each
-    row is passed with their keys and values as a cache (attention mask kept whole, positions from n)."""
-    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-    head = model(input_ids=ids[:1, :n], attention_mask=None if mask is None else mask[:1, :n], use_cache=True,
-                 logits_to_keep=1)
-    cache = head.past_key_values
-    cache.batch_repeat_interleave(ids.shape[0])
-    return {**inputs, "input_ids": ids[:, n:], "past_key_values": cache}
 
 
 def _accepts_logits_to_keep(model) -> bool:
@@ -216,10 +177,6 @@ def patch_trainer() -> None:
             if keep:
                 inputs = {**inputs, "labels": labels[:, -keep:], "logits_to_keep": keep}
                 compact_head_input(model)
-                if SHARED["on"] and set(inputs) <= SHAREABLE and model.device.type == "cpu":
-                    n = shared_prefix(inputs["input_ids"], inputs.get("attention_mask"), labels)
-                    if n:
-                        inputs = with_shared_prefix(model, inputs, n)
         return full(self, model, inputs, *args, **kwargs)
 
     compute_loss._fewshot_tail = True
@@ -277,30 +234,6 @@ def check(model_dir: str) -> dict:
     config._attn_implementation = "sdpa"
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         by_length = float(Trainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=int(labels.ne(IGNORE).sum())))
-    # a shared prefix (the system turn every row opens with): computed once for the micro-batch, in fp32
-    model._fewshot_by_length = False
-    config._attn_implementation = "eager"
-    for mod in model.modules():  # back to fp32 weights for an exact comparison
-        if isinstance(mod, torch.nn.Linear) and mod.weight.dtype == torch.bfloat16:
-            mod.weight.data = mod.weight.data.float()
-    sids = torch.randint(10, 1000, (2, 48))
-    sids[1, :24] = sids[0, :24]
-    smask = torch.ones_like(sids)
-    smask[1, 44:] = 0
-    slabels = torch.full_like(sids, IGNORE)
-    slabels[0, 44:48], slabels[1, 40:44] = sids[0, 44:48], sids[1, 40:44]
-    sbatch = {"input_ids": sids, "attention_mask": smask, "labels": slabels}
-    calls = []
-    hook = model.get_base_model().model.register_forward_pre_hook(
-        lambda mod, args, kw: calls.append(kw["input_ids"].shape[1]), with_kwargs=True)
-    for name, on in (("whole", False), ("shared", True)):
-        SHARED["on"] = on
-        model.zero_grad()
-        loss = Trainer.compute_loss(trainer, model, dict(sbatch), num_items_in_batch=int(slabels.ne(IGNORE).sum()))
-        loss.backward()
-        out[name] = (float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
-    hook.remove()
-    SHARED["on"] = True
     tail = seen[1]  # the tail pass's head input: [batch, keep, width] strides, compact if batch stride = keep x width
     return {"loss_full": out["full"][0], "loss_tail": out["tail"][0], "keep": keep_from_labels(labels),
             "head_input_compact": tail[0] == tail[1] * keep_from_labels(labels),
@@ -308,10 +241,6 @@ def check(model_dir: str) -> dict:
             "grad_max_abs": float(out["full"][1].abs().max()), "bf16_converted": converted,
             "loss_eager": out["eager"], "loss_sdpa": out["sdpa"], "loss_by_length": by_length,
             "attention_by_length": config._attn_implementation,
-            "shared_prefix": shared_prefix(sids, smask, slabels), "shared_calls": calls,
-            "loss_whole": out["whole"][0], "loss_shared": out["shared"][0],
-            "shared_grad_max_abs_diff": float((out["whole"][1] - out["shared"][1]).abs().max()),
-            "shared_grad_max_abs": float(out["whole"][1].abs().max()),
             "bf16_stored_same_bits": out["autocast"][0] == out["bf16_stored"][0]
             and bool(torch.equal(out["autocast"][1], out["bf16_stored"][1]))}
 
@@ -324,8 +253,6 @@ def main(argv: list[str]) -> None:
     import yaml
     with open(argv[0]) as f:
         BY_LENGTH["on"] = "flash_attn" not in (yaml.safe_load(f) or {})
-    import os
-    SHARED["on"] = os.environ.get("FEWSHOT_SHARED_PREFIX", "on") != "off"
     patch_trainer()
     from llamafactory.launcher import launch
     sys.argv = ["llamafactory-cli", "train", *argv]
