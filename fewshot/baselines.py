@@ -343,22 +343,19 @@ def _lane_init(lanes) -> None:
 
 
 def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> None:
-    """The encoder and SetFit runs in one worker process per lane, heaviest first (TF-IDF, seconds
-    in all, stays here), glibc's allocator keeping freed blocks (devices.cpu_malloc_env). A failed
-    run stops the step with its error; finished runs are kept, and Ctrl-C or SIGTERM stops the workers."""
+    """Every run in one worker process per lane, heaviest first: TF-IDF's runs (under a second each)
+    come last and fill whichever lane frees first, where in this process before the pool they left a
+    core idle (~12 s of the demo); glibc's allocator keeping freed blocks (devices.cpu_malloc_env). A
+    failed run stops the step with its error; finished runs are kept, and Ctrl-C or SIGTERM stops the
+    workers."""
     import functools
     import multiprocessing as mp
-    here = [j for j in jobs if j["method"] == "tfidf"]
-    for job in here:
-        print(run_one(cfg, job), flush=True)
-    rest = sorted((j for j in jobs if j["method"] != "tfidf"), key=lambda j: -j["weight"])
-    if not rest:
-        return
+    rest = sorted(jobs, key=lambda j: -j["weight"])
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
     free = ctx.Queue()
     for lane in lanes:
         free.put(lane)
-    print(f"[baselines] {len(rest)} encoder/SetFit run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+    print(f"[baselines] {len(rest)} run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
           f"(baselines.cpu_parallel)", flush=True)
     with procs.TermAsInterrupt():
         with procs.environ(cpu_malloc_env()):  # the workers start in the pool's constructor

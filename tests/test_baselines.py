@@ -254,6 +254,22 @@ def test_encoder_runs_side_by_side_each_on_its_own_core(easy_cfg):
     assert all(r["metrics"]["accuracy"] > 0.75 for r in res.values())
 
 
+def test_tfidf_runs_join_the_lanes_last_not_before_them(easy_cfg, capsys):
+    """TF-IDF's runs go to the worker lanes after the heavy runs (they fill the lane that frees first)
+    instead of running here while a core waits for the pool."""
+    from fewshot.devices import usable_cpus
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 cores")
+    cfg = easy_cfg(["tfidf", "encoder"], **{"baselines.cpu_parallel": 2})
+    assert run_all(cfg) == 0
+    out = capsys.readouterr().out.splitlines()
+    pool = next(i for i, line in enumerate(out) if "at a time on the CPU" in line)
+    assert "4 run(s)" in out[pool]  # 2 seeds of each method, all in the pool
+    done = [line.split()[1] for line in out[pool + 1:] if "accuracy" in line]
+    assert sorted(done) == ["encoder_16_s0", "encoder_16_s1", "tfidf_16_s0", "tfidf_16_s1"]
+    assert not any("accuracy" in line for line in out[:pool])  # none ran before the pool
+
+
 def test_baseline_workers_get_glibc_keeping_freed_blocks_only_while_they_start(monkeypatch):
     """devices.cpu_malloc_env: the setting on a CPU machine, the user's own GLIBC_TUNABLES kept, none
     with a GPU; procs.environ sets it for the pool's start and puts os.environ back afterwards."""
