@@ -126,9 +126,11 @@ class Fitted:
 
 
 def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
-        calibration: dict | None = None) -> Fitted:
+        calibration: dict | None = None, workers: int = 1) -> Fitted:
     """Every fit, rows-needed answer, crossover, comparison, saving, backtest and cost: the numbers
-    (`Fitted.res`, what labels_needed.json holds) and the fitted curves a plan reads beside them."""
+    (`Fitted.res`, what labels_needed.json holds) and the fitted curves a plan reads beside them.
+    workers: processes fitting the (method, metric) series side by side (`fit_series`); the same
+    numbers whatever the count, each bootstrap draw seeded by its index."""
     cal = calibration or load_calibration()
     rule = cal["rule"]
     results = load_results(objs_dir)
@@ -145,32 +147,14 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
            "fits": [], "labels_needed": [], "crossovers": [], "comparisons": [], "backtest": [], "cost": [],
            "seeds": {m: _seeds(by_m[m]) for m in methods}}
     fits, boots = {}, {}
-    for metric in METRICS:
-        for m in methods:
-            pts = by_m[m]
-            ns, ys = series(pts, k, metric)
-            sizes = sorted(set(ns))
-            curve = cm.fit_curve(ns, ys, rule)
-            rec = {"method": m, "metric": metric, "sizes": sizes, "points": len(ns), "seeds": _seeds(pts)}
-            if curve is None:
-                rec["status"] = (f"not enough sizes ({len(sizes)} < {MIN_SIZES})" if len(sizes) < MIN_SIZES
-                                 else "fit did not converge")
-                out["fits"].append(rec)
-                continue
-            bs = [cm.fit_curve(*series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)), rule,
-                               start=curve) for i in range(n_boot)]
-            fits[(m, metric)], boots[(m, metric)] = curve, bs
-            ok = [q for q in bs if q is not None]
-            max_n = max(sizes)
-            rec.update(status="ok", rule=rule, params=curve.params(), ceiling=curve.ceiling,
-                       ceiling_interval=_ci([q.ceiling for q in ok]), converged=f"{len(ok)}/{n_boot}",
-                       line=_line(curve, ok, min(sizes), max_n, cal))
-            rec["falls"] = falls(ns, ys, len(pts[0].gold)) if metric == "accuracy" else None
-            rec["shape"] = shape(ns, ys, len(pts[0].gold))
-            out["fits"].append(rec)
-            for t in targets:
-                out["labels_needed"].append(_needed(m, metric, t, curve, bs, sizes, cal, rec["shape"]))
-            out["backtest"].append(backtest(pts, k, metric, boot_rows, seed, cal["rule"], lambda r: widen_at(cal, r)))
+    tasks = [(m, metric, by_m[m], k, boot_rows, seed, targets, cal) for metric in METRICS for m in methods]
+    for (m, metric, *_), (rec, curve, bs, needed, bt) in zip(tasks, _side_by_side(fit_series, tasks, workers)):
+        out["fits"].append(rec)
+        if curve is None:
+            continue
+        fits[(m, metric)], boots[(m, metric)] = curve, bs
+        out["labels_needed"] += needed
+        out["backtest"].append(bt)
     for metric in METRICS:  # the LLM against every other method: where its curve crosses theirs
         if (LLM, metric) not in fits:
             continue
@@ -204,6 +188,43 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
                                                                         "same_for")}}
                   for (n, s), info in sorted(icl.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
     return Fitted(out, by_m, fits, boots, k, cal, seed)
+
+
+def fit_series(task: tuple) -> tuple:
+    """One method's curve on one metric: the fit and its bootstrap, the rows each target needs and the
+    backtest; (record, curve, bootstrap curves, needed, backtest), curve None where it cannot be fitted."""
+    m, metric, pts, k, boot_rows, seed, targets, cal = task
+    rule, n_boot = cal["rule"], len(boot_rows)
+    ns, ys = series(pts, k, metric)
+    sizes = sorted(set(ns))
+    curve = cm.fit_curve(ns, ys, rule)
+    rec = {"method": m, "metric": metric, "sizes": sizes, "points": len(ns), "seeds": _seeds(pts)}
+    if curve is None:
+        rec["status"] = (f"not enough sizes ({len(sizes)} < {MIN_SIZES})" if len(sizes) < MIN_SIZES
+                         else "fit did not converge")
+        return rec, None, None, [], None
+    bs = [cm.fit_curve(*series(pts, k, metric, boot_rows[i], np.random.default_rng(seed + 1 + i)), rule,
+                       start=curve) for i in range(n_boot)]
+    ok = [q for q in bs if q is not None]
+    rec.update(status="ok", rule=rule, params=curve.params(), ceiling=curve.ceiling,
+               ceiling_interval=_ci([q.ceiling for q in ok]), converged=f"{len(ok)}/{n_boot}",
+               line=_line(curve, ok, min(sizes), max(sizes), cal))
+    rec["falls"] = falls(ns, ys, len(pts[0].gold)) if metric == "accuracy" else None
+    rec["shape"] = shape(ns, ys, len(pts[0].gold))
+    needed = [_needed(m, metric, t, curve, bs, sizes, cal, rec["shape"]) for t in targets]
+    return rec, curve, bs, needed, backtest(pts, k, metric, boot_rows, seed, rule, lambda r: widen_at(cal, r))
+
+
+def _side_by_side(fn, tasks: list, workers: int) -> list:
+    """fn over tasks, in order; in that many fresh processes where more than one is asked (a curve
+    step of the demo: 23 s of scipy fits on one core)."""
+    workers = min(workers, len(tasks))
+    if workers < 2:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(fn, tasks))
 
 
 def _seeds(pts: list[Point]) -> int:

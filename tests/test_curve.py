@@ -252,3 +252,15 @@ def test_the_benchmark_checks_study_curves_with_the_reports_own_backtest(tmp_pat
     assert two["covered_calibrated"] or not two["covered"]  # widening never loses coverage
     eight = next(r for r in recs if r["ratio"] == 8)
     assert eight["fit_sizes"] == 3  # 16, 32, 64
+
+
+def test_series_fitted_side_by_side_give_the_same_numbers(tmp_path):
+    """The curve step fits its (method, metric) series in several processes: every number the same
+    as one process gives, in the same order."""
+    _write_runs(tmp_path, "tfidf", [16, 32, 64, 128])
+    _write_runs(tmp_path, "encoder", [16, 32, 64, 128])
+    one = analyse(tmp_path, [0.8], n_boot=12, calibration=CAL)
+    two = analyse(tmp_path, [0.8], n_boot=12, calibration=CAL, workers=2)
+    assert [(f["method"], f["metric"]) for f in two["fits"]] == [(f["method"], f["metric"]) for f in one["fits"]]
+    assert len(two["fits"]) == 4 and all(f["status"] == "ok" for f in two["fits"])
+    assert json.dumps(two, sort_keys=True, default=str) == json.dumps(one, sort_keys=True, default=str)
