@@ -80,7 +80,7 @@ def eager_while_training(model):
     """Eager attention while `model` (a transformers model) trains on a CPU; its own (SDPA) again after.
     Why: with dropout on, torch's CPU SDPA leaves its flash kernel for the math path, whose "safe"
     softmax scans every score (isneginf, all, where): an encoder run trained in 83.0 s with SDPA and
-    74.6 s eager (one core, AMD EPYC with AVX-512 BF16), the same dropout draws and the same 200
+    73.5 s eager (one core, AMD EPYC with AVX-512 BF16), the same dropout draws and the same 200
     predictions. Scoring has no dropout, and there SDPA's flash kernel wins (1200 embeddings on one
     core: 27.6 s against 36.0 eager), so only training swaps. SetFit's body gained nothing from it
     (64 rows: 33.4 s eager, 32.5 SDPA) and keeps SDPA."""
