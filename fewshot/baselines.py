@@ -350,18 +350,18 @@ def _run_side_by_side(cfg: Config, jobs: list[dict], lanes: list[list[int]]) -> 
     workers."""
     import functools
     import multiprocessing as mp
-    rest = sorted(jobs, key=lambda j: -j["weight"])
+    heaviest_first = sorted(jobs, key=lambda j: -j["weight"])
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
     free = ctx.Queue()
     for lane in lanes:
         free.put(lane)
-    print(f"[baselines] {len(rest)} run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
+    print(f"[baselines] {len(heaviest_first)} run(s), {len(lanes)} at a time on the CPU: {lane_words(lanes)} "
           f"(baselines.cpu_parallel)", flush=True)
     with procs.TermAsInterrupt():
         with procs.environ(cpu_malloc_env()):  # the workers start in the pool's constructor
             pool = ctx.Pool(len(lanes), _lane_init, (free,))
         with pool:  # leaving it terminates the workers
-            for line in pool.imap_unordered(functools.partial(run_one, cfg), rest):
+            for line in pool.imap_unordered(functools.partial(run_one, cfg), heaviest_first):
                 print(line, flush=True)
 
 
