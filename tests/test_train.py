@@ -274,3 +274,17 @@ def test_turning_labelled_logits_off_retrains_the_run(write_config):
     assert run_hash(on) != run_hash(off)  # a run trained the other way is retrained, not skipped
     assert labelled_logits(cfg)
     assert not labelled_logits(load_config(cfg.path, ["train.extra.enable_liger_kernel=true"]))  # Liger: no cut
+
+
+def test_the_scheduler_weighs_a_run_by_its_tokens_so_longer_texts_of_one_size_start_first(write_config):
+    """The lanes end together only if the heaviest run starts first: of two subsets of one size the one
+    with longer rows is more work, and a missing token count falls back to the size."""
+    from fewshot.train import run_weight
+    cfg = load_config(write_config({"train.num_train_epochs": 3, "train.min_steps": 0,
+                                     "train.per_device_train_batch_size": 2, "train.gradient_accumulation_steps": 4}))
+    random_rows, typical_rows = {"tokens": {"mean": 212.5}}, {"tokens": {"mean": 230.8}}
+    assert run_weight(cfg, typical_rows, 128) > run_weight(cfg, random_rows, 128) > run_weight(cfg, typical_rows, 64)
+    assert run_weight(cfg, random_rows, 128) == pytest.approx(128 * 3 * 212.5)
+    assert run_weight(cfg, {}, 64) == 64 * 3
+    raised = load_config(cfg.path, ["train.min_steps=12"])  # 16 rows at batch 8: 2 steps an epoch, so 6 epochs
+    assert run_weight(raised, random_rows, 16) == pytest.approx(16 * 6 * 212.5)
