@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import curve_models as cm
+from .pools import ordered_map
 from .results import CURVE_METHODS, ICL_METHODS, LLM, Point, load_points, load_results
 from .selection import RANDOM, get as get_strategy, split_key, strategies
 
@@ -148,7 +149,7 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
            "seeds": {m: _seeds(by_m[m]) for m in methods}}
     fits, boots = {}, {}
     tasks = [(m, metric, by_m[m], k, boot_rows, seed, targets, cal) for metric in METRICS for m in methods]
-    for (m, metric, *_), (rec, curve, bs, needed, bt) in zip(tasks, _side_by_side(fit_series, tasks, workers)):
+    for (m, metric, *_), (rec, curve, bs, needed, bt) in zip(tasks, ordered_map(fit_series, tasks, workers)):
         out["fits"].append(rec)
         if curve is None:
             continue
@@ -213,18 +214,6 @@ def fit_series(task: tuple) -> tuple:
     rec["shape"] = shape(ns, ys, len(pts[0].gold))
     needed = [_needed(m, metric, t, curve, bs, sizes, cal, rec["shape"]) for t in targets]
     return rec, curve, bs, needed, backtest(pts, k, metric, boot_rows, seed, rule, lambda r: widen_at(cal, r))
-
-
-def _side_by_side(fn, tasks: list, workers: int) -> list:
-    """fn over tasks, in order; in that many fresh processes where more than one is asked (a curve
-    step of the demo: 23 s of scipy fits on one core)."""
-    workers = min(workers, len(tasks))
-    if workers < 2:
-        return [fn(t) for t in tasks]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(fn, tasks))
 
 
 def _seeds(pts: list[Point]) -> int:

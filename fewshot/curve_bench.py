@@ -26,7 +26,6 @@ import os
 import tarfile
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ import numpy as np
 from . import curve_models as cm
 from .errors import FewshotError
 from .fileio import atomic_write_json
+from .pools import chunked_map
 
 RATIOS = (2, 4, 8)
 CANDIDATES = tuple(cm.RULES)
@@ -141,10 +141,7 @@ def _score_many(args):
 
 
 def run_parallel(curves, rules, boot_rule=None, n_boot=0, workers=None) -> list[dict]:
-    workers = workers or min(4, os.cpu_count() or 1)
-    chunks = [curves[i::workers * 8] for i in range(workers * 8)]
-    with ProcessPoolExecutor(workers) as ex:
-        return [rec for part in ex.map(_score_many, [(ch, rules, boot_rule, n_boot) for ch in chunks]) for rec in part]
+    return chunked_map(_score_many, curves, workers or min(4, os.cpu_count() or 1), rules, boot_rule, n_boot)
 
 
 # ---------------------------------------------------------------- summaries

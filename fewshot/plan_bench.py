@@ -25,7 +25,6 @@ import math
 import os
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from . import curve_models as cm
 from .fileio import atomic_write_json, atomic_write_text
 from .plan import ODDS, Costs, decide, dip_reason, load_odds, recalibrate, rows_draws, widen_from
+from .pools import chunked_map
 
 START_SPAN = 8      # the start holds sizes up to 8x the smallest, as the demo's 16-128
 # targets: what the curve measured at each grid step from 2x to 16x past the start (each a case; on the
@@ -242,10 +242,7 @@ def run(lcdb: str | None, max_curves: int | None, n_boot: int, out_dir: str, cos
     if max_curves and len(curves) > max_curves:
         pick = np.random.default_rng(0).choice(len(curves), max_curves, replace=False)
         curves = [curves[i] for i in sorted(pick)]
-    workers = workers or min(2, os.cpu_count() or 1)
-    chunks = [curves[i::workers * 8] for i in range(workers * 8)]
-    with ProcessPoolExecutor(workers) as ex:
-        recs = [r for part in ex.map(_many, [(ch, cal, costs, n_boot, odds) for ch in chunks]) for r in part]
+    recs = chunked_map(_many, curves, workers or min(2, os.cpu_count() or 1), cal, costs, n_boot, odds)
     summ = summarise(recs)
     plan_recs = [r for r in recs if r["rule"] == "plan"]
     calib = {"all": calibration(plan_recs), "label": calibration(plan_recs, "label"), "stop": calibration(plan_recs, "stop"),
