@@ -127,11 +127,11 @@ class Fitted:
 
 
 def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
-        calibration: dict | None = None, workers: int = 1) -> Fitted:
+        calibration: dict | None = None, workers: int = 1, work=None) -> Fitted:
     """Every fit, rows-needed answer, crossover, comparison, saving, backtest and cost: the numbers
     (`Fitted.res`, what labels_needed.json holds) and the fitted curves a plan reads beside them.
     workers: processes fitting the (method, metric) series side by side (`fit_series`); the same
-    numbers whatever the count, each bootstrap draw seeded by its index."""
+    numbers whatever the count, each bootstrap draw seeded by its index. work: see `cost_table`."""
     cal = calibration or load_calibration()
     rule = cal["rule"]
     results = load_results(objs_dir)
@@ -181,7 +181,7 @@ def fit(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int
     if any(v != RANDOM for v in best.values()):
         out["comparisons_best"] = compare({b: by_m[key(b, sel)] for b, sel in best.items()}, k, boot_rows, seed)
     out["savings"] = savings(fits, boots, out["labels_needed"], targets)
-    out["cost"] = cost_table(points, out["labels_needed"])
+    out["cost"] = cost_table(points, out["labels_needed"], work)
     out["split"] = "/".join(sorted({str(r.get("split")) for r in results if r.get("split")}))
     icl = {(r["train_rows"], r.get("seed")): r["icl"] for r in results
            if r["method"] in ICL_METHODS and r.get("icl") and r.get("selection", RANDOM) == RANDOM}  # the free and constrained runs share their info
@@ -409,22 +409,29 @@ def backtest(pts: list[Point], k: int, metric: str, boot_rows, seed: int, rule: 
     return rec
 
 
-def cost_table(points: list[Point], needed: list[dict]) -> list[dict]:
-    """Seconds per run (training + scoring) against n, a straight line per method, read at the
-    rows each target needs."""
+def cost_table(points: list[Point], needed: list[dict], work=None) -> list[dict]:
+    """Seconds per run (training + scoring) read at the rows each target needs: a straight line per
+    method in the work a run does, work(method, n) (the rows its training passes; n where not given);
+    where the runs measured one amount of work (a step floor: the encoder's runs up to 200 rows) or
+    their line falls, time in proportion to the work instead: never less time for more work."""
     out = []
+    work = work or (lambda m, n: float(n))
     for m in sorted({p.method for p in points}):
         pts = [p for p in points if p.method == m and p.seconds]
         if not pts:
             continue
+        base = split_key(m)[0]
         ns = np.array([p.n for p in pts], float)
+        xs = np.array([work(base, p.n) for p in pts], float)
         secs = np.array([p.seconds for p in pts], float)
-        slope, icpt = (np.polyfit(ns, secs, 1) if len(set(ns)) > 1 else (0.0, float(secs.mean())))
+        slope, icpt = np.polyfit(xs, secs, 1) if len(set(xs)) > 1 else (0.0, 0.0)
+        if slope <= 0:  # one amount of work measured, or noise on it: time in proportion to the work
+            slope, icpt = float(secs.mean() / xs.mean()), 0.0
         dev = sorted({p.device for p in pts})
         for r in needed:
             if r["method"] == m and r["metric"] == "accuracy" and r["rows"]:
                 out.append({"method": m, "target": r["target"], "rows": r["rows"], "device": "/".join(dev),
-                            "seconds": round(max(0.0, icpt + slope * r["rows"]), 1)})
+                            "seconds": round(max(0.0, icpt + slope * work(base, r["rows"])), 1)})
         out.append({"method": m, "target": None, "rows": None, "device": "/".join(dev),
                     "seconds_per_run": {int(n): round(float(secs[ns == n].mean()), 1) for n in sorted(set(ns))}})
     return out

@@ -15,10 +15,10 @@ from .plan import make_plan
 
 def analyse(objs_dir: str | Path, targets: list[float], n_boot: int = 200, seed: int = 0,
             calibration: dict | None = None, plan_cfg=None, grown: str | None = None, available: tuple | None = None,
-            workers: int = 1) -> dict:
+            workers: int = 1, work=None) -> dict:
     """Every fit, answer, comparison and (given the config's plan section) the plan, as one dict.
-    grown / available: see plan.make_plan."""
-    f = curve.fit(objs_dir, targets, n_boot, seed, calibration, workers)
+    grown / available: see plan.make_plan; work: see curve.cost_table."""
+    f = curve.fit(objs_dir, targets, n_boot, seed, calibration, workers, work)
     if plan_cfg is not None:
         f.res["plan"] = make_plan(plan_cfg, f, grown, available)
     return f.res
@@ -49,11 +49,13 @@ def write(cfg, res: dict, out_dir) -> list[Path]:
 def run(cfg) -> int:
     from .devices import usable_cpus
     from .rounds import grown, rows_available
+    from .runs import rows_passed
     if not load_results(cfg.eval.out_dir):
         print(f"[curve] no results in {cfg.eval.out_dir}/ yet: nothing to fit (run train.sh, eval.sh, baselines first)")
         return 0
     res = analyse(cfg.eval.out_dir, cfg.report.targets, cfg.report.curve_bootstrap, plan_cfg=cfg.plan, grown=grown(cfg),
-                  available=rows_available(cfg), workers=len(usable_cpus()))
+                  available=rows_available(cfg), workers=len(usable_cpus()),
+                  work=lambda method, n: rows_passed(cfg, method, n))
     paths = write(cfg, res, cfg.report.out_dir)
     print(table(res))
     print(summary(res))

@@ -85,6 +85,19 @@ def encoder_epochs(b, n: int) -> float:
     return max(b.encoder_epochs, -(-b.encoder_min_steps // steps_per_epoch))
 
 
+def rows_passed(cfg, method: str, n: int) -> float:
+    """The rows a run of `method` (a curve key's method) on n rows passes through its model while it
+    trains: what its seconds grow with. Not n itself where a step floor raises the epochs (the encoder's
+    100 steps: its runs take the same time from 16 rows to 200, then grow) or SetFit draws pairs per row."""
+    if method == "encoder":
+        return float(encoder_epochs(cfg.baselines, n) * n)
+    if method == "llm_lora":
+        return float(epochs_for(cfg, n) * n)
+    if method == "setfit":
+        return float(cfg.baselines.setfit_iterations * n)
+    return float(n)
+
+
 def baseline_name(method: str, size: int, seed: int, selection: str = RANDOM) -> str:
     return f"{method}_{size}{_sel(selection)}_s{seed}"
 

@@ -264,3 +264,24 @@ def test_series_fitted_side_by_side_give_the_same_numbers(tmp_path):
     assert [(f["method"], f["metric"]) for f in two["fits"]] == [(f["method"], f["metric"]) for f in one["fits"]]
     assert len(two["fits"]) == 4 and all(f["status"] == "ok" for f in two["fits"])
     assert json.dumps(two, sort_keys=True, default=str) == json.dumps(one, sort_keys=True, default=str)
+
+
+def test_cost_reads_the_work_a_run_does_and_never_falls_with_more_rows():
+    """The encoder's runs sit at a 100-step floor up to 200 rows, so their seconds are flat (and noise made
+    them fall): a line in rows read ~100x past them said 0 s. Read in the rows each run passes, a floor's
+    cost stays flat below it and grows in proportion past it; a cost that grows with rows keeps its line."""
+    from fewshot.curve import cost_table
+    from fewshot.results import Point
+    gold = np.zeros(4, int)
+    pt = lambda m, n, s: Point(m, n, 0, gold, gold, s, "cpu")
+    floor = lambda m, n: float(max(4, -(-100 // -(-n // 8))) * n) if m == "encoder" else float(n)  # 4 epochs, 100 steps of 8
+    pts = [pt("encoder", n, s) for n, s in [(16, 93.9), (32, 90.2), (64, 82.9), (128, 82.7)]]
+    pts += [pt("setfit", n, 5 + 0.3 * n) for n in (16, 32, 64, 128)]
+    needed = [{"method": m, "metric": "accuracy", "target": t, "rows": r}
+              for m, t, r in [("encoder", 0.7, 32), ("encoder", 0.9, 13808), ("setfit", 0.9, 601)]]
+    got = {(c["method"], c["target"]): c["seconds"] for c in cost_table(pts, needed, floor) if c.get("target")}
+    assert 80 < got[("encoder", 0.7)] < 95                                     # at the floor: what the runs took
+    assert got[("encoder", 0.9)] == pytest.approx(87.4 / 832 * 4 * 13808, rel=0.01)  # 69 floors of work, not 0 s
+    assert got[("setfit", 0.9)] == pytest.approx(5 + 0.3 * 601, rel=1e-6)       # a rising line is kept
+    in_rows = {(c["method"], c["target"]): c["seconds"] for c in cost_table(pts, needed) if c.get("target")}
+    assert in_rows[("encoder", 0.9)] > got[("encoder", 0.7)]                    # without a work model: never below
