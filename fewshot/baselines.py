@@ -18,6 +18,7 @@ from .manifest import load_manifest
 from .runs import (baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, sizes_for,
                    train_file_name)
 from .devices import baseline_device, cpu_lanes, cpu_malloc_env, encoder_bf16, lane_words, pin
+from .dropout_masks import numpy_dropout, uses_numpy_masks
 from .errors import FewshotError
 from .provenance import run_manifest
 from . import procs
@@ -143,7 +144,7 @@ def encoder_logits(train_x, train_y, test_x, seed: int, cfg: Config, micro_batch
         # the head's loss is a mean over its micro-batch: the Trainer must divide it by the accumulation
         # steps (it skips that for models whose forward takes **kwargs, assuming they count tokens)
         trainer.model_accepts_loss_kwargs = False
-        with eager_while_training(model):
+        with eager_while_training(model), numpy_dropout(seed):
             loss = trainer.train().training_loss
         # scored shortest first, EVAL_BATCH rows at a time: little padding; the order is undone below
         by_len = sorted(range(len(test_x)), key=lambda i: len(test["input_ids"][i]))
@@ -287,6 +288,8 @@ def method_settings(cfg: Config, method: str) -> dict:
         | ({"casts_per_update": True} if encoder_bf16(cfg) else {}) if method == "setfit" else {}
     if method == "encoder" and train_attention() != "default":
         device["train_attention"] = train_attention()
+    if method == "encoder" and uses_numpy_masks():
+        device["dropout_masks"] = "numpy_sfc64"
     return {"tfidf": {}, "encoder": {"encoder": b.encoder, "epochs": b.encoder_epochs, "lr": b.encoder_lr,
                                      "batch": b.encoder_batch_size, "min_steps": b.encoder_min_steps},
             "setfit": {"encoder": b.encoder, "iters": b.setfit_iterations, "head": SETFIT_HEADS[b.setfit_head]}}[method] | device

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT, slow, write_rows
-from fewshot.baselines import cut_counts, encoder_logits, encoder_path, run_all, sorted_within_batches
+from fewshot.baselines import cut_counts, encoder_logits, encoder_path, method_settings, run_all, sorted_within_batches
 from fewshot.config import load_config
 from fewshot.data import build
 from fewshot.errors import FewshotError
@@ -342,3 +342,24 @@ def test_encoder_trains_with_eager_attention_and_scores_with_sdpa_on_a_cpu(easy_
     encoder_logits([r["text"] for r in rows[:16]], [r["label"] for r in rows[:16]], [r["text"] for r in rows[16:]], 0, cfg, 2)
     assert {a for training, a in seen if training} == {"eager"}
     assert {a for training, a in seen if not training} == {"sdpa"}
+
+
+def test_encoder_trains_with_numpy_dropout_masks_on_a_cpu_and_scores_without(easy_cfg, monkeypatch):
+    """torch's CPU bernoulli_ draws masks one element at a time off Intel's MKL path: the encoder's
+    training draws them from numpy (fewshot.dropout_masks); scoring has no dropout; torch's is back after."""
+    import torch
+    import transformers
+    cfg = easy_cfg(["encoder"], **{"baselines.encoder_min_steps": 0})
+    before, seen = torch.nn.functional.dropout, []
+    load = transformers.AutoModelForSequenceClassification.from_pretrained
+
+    def recorded(*a, **k):
+        model = load(*a, **k)
+        model.register_forward_pre_hook(lambda m, args: seen.append((m.training, torch.nn.functional.dropout.__module__)))
+        return model
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", recorded)
+    rows = _easy(20, seed=5)
+    encoder_logits([r["text"] for r in rows[:16]], [r["label"] for r in rows[:16]], [r["text"] for r in rows[16:]], 0, cfg, 2)
+    assert {mod for training, mod in seen if training} == {"fewshot.dropout_masks"}
+    assert torch.nn.functional.dropout is before
+    assert "dropout_masks" in method_settings(cfg, "encoder") and "dropout_masks" not in method_settings(cfg, "setfit")
