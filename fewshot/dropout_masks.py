@@ -1,11 +1,11 @@
 """Dropout masks drawn by numpy on a CPU while a baseline's encoder trains.
 
 Why: torch's CPU dropout draws its mask with `bernoulli_`, which on a CPU without Intel's MKL path (an
-AMD EPYC, say) takes one mt19937 number per element in a serial loop: 15% of an encoder run's training
-(torch profiler, one core), mostly the attention probabilities' masks. Here each mask is 16-bit draws
-of numpy's SFC64, seeded by the run's seed, compared with the keep rate: the same inverted dropout (kept
-values scaled by 1/(1-p), as torch's), other masks, and the same masks on every CPU (torch's differ
-between Intel's MKL path and the rest). A GPU keeps torch's own."""
+AMD EPYC, say) takes one mt19937 number per element in a serial loop, mostly for the attention
+probabilities' masks: an encoder run trained 1.06-1.10x faster without it (docs/benchmarks.md). Here
+each mask is 16-bit draws of numpy's SFC64, seeded by the run's seed, compared with the keep rate: the
+same inverted dropout (kept values scaled by 1/(1-p), as torch's), other masks, and the same masks on
+every CPU (torch's differ between Intel's MKL path and the rest). A GPU keeps torch's own."""
 from __future__ import annotations
 
 import contextlib

@@ -288,3 +288,16 @@ def test_the_scheduler_weighs_a_run_by_its_tokens_so_longer_texts_of_one_size_st
     assert run_weight(cfg, {}, 64) == 64 * 3
     raised = load_config(cfg.path, ["train.min_steps=12"])  # 16 rows at batch 8: 2 steps an epoch, so 6 epochs
     assert run_weight(raised, random_rows, 16) == pytest.approx(16 * 6 * 212.5)
+
+
+def test_rows_passed_counts_the_epochs_a_step_floor_adds(write_config):
+    """What a run's seconds grow with (the cost table reads it): the encoder's 100-step floor makes 16 and
+    128 rows nearly the same work, 400 rows twice as much; methods without a floor count their rows."""
+    from fewshot.runs import rows_passed
+    cfg = load_config(write_config({"baselines.encoder_epochs": 4, "baselines.encoder_batch_size": 8,
+                                     "baselines.encoder_min_steps": 100, "baselines.setfit_iterations": 2,
+                                     "train.num_train_epochs": 3, "train.min_steps": 0}))
+    assert rows_passed(cfg, "encoder", 16) == 800 and rows_passed(cfg, "encoder", 128) == 7 * 128
+    assert rows_passed(cfg, "encoder", 400) == 1600
+    assert rows_passed(cfg, "llm_lora", 64) == 192 and rows_passed(cfg, "setfit", 64) == 128
+    assert rows_passed(cfg, "tfidf", 64) == 64
