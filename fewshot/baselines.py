@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .config import SETFIT_HEADS, Config
 from .manifest import load_manifest
-from .runs import (baseline_name, encoder_epochs, eval_file_name, out_paths, seeds_for, selections_for, sizes_for,
-                   train_file_name)
+from .runs import (baseline_name, encoder_epochs, eval_file_name, out_paths, rows_passed, seeds_for, selections_for,
+                   sizes_for, train_file_name)
 from .devices import baseline_device, cpu_lanes, cpu_malloc_env, encoder_bf16, lane_words, pin
 from .dropout_masks import numpy_dropout, uses_numpy_masks
 from .errors import FewshotError
@@ -393,7 +393,7 @@ def run_all(cfg: Config) -> int:
                 continue
             # the order side by side, heaviest first: rows passed through the encoder, SetFit's pairs
             # weighted as measured (a 128-row run of either took ~2 min on 2 AVX2 cores)
-            weight = {"tfidf": 0, "setfit": 7 * n * b.setfit_iterations}.get(method, encoder_epochs(b, n) * n)
+            weight = 0 if method == "tfidf" else (7 if method == "setfit" else 1) * rows_passed(cfg, method, n)
             jobs.append({"method": method, "size": n, "seed": seed, "selection": sel, "name": name, "train_file": fname,
                          "key": key, "labels": manifest["labels"], "i": i, "total": total, "weight": weight})
     if jobs:

@@ -19,7 +19,7 @@ from .config import Config
 from .manifest import load_manifest
 from .locks import Busy, hold
 from .models import ADAPTER_FILES, adapter_finished, check_model_path
-from .runs import epochs_for, run_dir, run_names, shard_of, train_lock
+from .runs import epochs_for, rows_passed, run_dir, run_names, shard_of, train_lock
 from .devices import cpu_lanes, device_and_precision, lane_words, pin
 from .envs import env_bin, subprocess_env
 from .errors import FewshotError
@@ -208,7 +208,7 @@ def run_weight(cfg: Config, meta: dict, size: int) -> float:
     """A run's work for the scheduler: its tokens over all epochs (the manifest's mean row length), so
     of two subsets of one size the longer texts start first and the lanes end together (sizes alone
     tied them: the demo's typical runs, ~8% longer, always went last and one core waited ~45 s)."""
-    return size * epochs_for(cfg, size) * ((meta.get("tokens") or {}).get("mean") or 1.0)
+    return rows_passed(cfg, "llm_lora", size) * ((meta.get("tokens") or {}).get("mean") or 1.0)
 
 
 _LIVE: set = set()  # trainer processes running now (several at once on a multi-GPU box)
