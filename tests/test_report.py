@@ -62,6 +62,10 @@ def test_report_executes_and_writes_every_figure(write_config, tmp_path):
     html = (out / "report.html").read_text()
     assert "llm_train_30_s1" in html and "macro_f1" in html  # the table
     assert html.count("data:image/png;base64") >= 5  # the figures inline
+    # each confusion matrix drawn once: the report shows the saved file's own bytes, not a second drawing
+    import base64
+    for name in ("confusion_zero_shot.png", "confusion_llm_train_30.png"):
+        assert base64.b64encode((out / name).read_bytes()).decode() in html
     assert "I think it is about physics" in html  # the invalid answers
     assert "Traceback" not in html
     assert json.loads((out / "labels_needed.json").read_text())["targets"] == [0.55, 0.65]
