@@ -9,13 +9,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fewshot.bench import machine  # noqa: E402
-from fewshot.config import load_config, override  # noqa: E402
+from fewshot.config import load_config  # noqa: E402
 from fewshot.fileio import atomic_write_json  # noqa: E402
 
 RULE = ("the current recipe (first named) is replaced only by a recipe whose mean valid accuracy over the "
@@ -23,20 +22,15 @@ RULE = ("the current recipe (first named) is replaced only by a recipe whose mea
 
 
 def one(job: dict) -> dict:
-    """Train and score one (recipe, rows, seed) in this worker (pinned to its own core)."""
-    from fewshot.baselines import encoder, split_texts
+    """Train and score one (recipe, rows, seed) in this worker (pinned to its own core): the sweep's row."""
+    from fewshot.baselines import split_texts
     from fewshot.manifest import load_manifest
-    from fewshot.metrics import compute
-    from fewshot.runs import encoder_epochs, eval_file_name, train_file_name
+    from fewshot.runs import eval_file_name
+    from fewshot.sweep import encoder_recipe_row
     cfg = load_config(job["config"])
-    c = override(cfg, [f"{k}={json.dumps(v)}" for k, v in cfg.sweep.encoder_recipes[job["recipe"]].items()])
-    vx, vy = split_texts(c, eval_file_name(c.sweep.split))
-    tx, ty = split_texts(c, train_file_name(job["rows"], job["seed"], c.data))
-    t0 = time.time()
-    m = compute(encoder(tx, ty, vx, job["seed"], c), vy, load_manifest(c)["labels"], n_boot=0)
-    return {**{k: job[k] for k in ("recipe", "rows", "seed")}, "split": c.sweep.split,
-            "epochs": encoder_epochs(c.baselines, job["rows"]), "accuracy": round(m["accuracy"], 3),
-            "macro_f1": round(m["macro_f1"], 3), "seconds": round(time.time() - t0, 1), "core": os.sched_getaffinity(0).pop()}
+    valid = split_texts(cfg, eval_file_name(cfg.sweep.split))
+    row = encoder_recipe_row(cfg, job["recipe"], job["rows"], job["seed"], valid, load_manifest(cfg)["labels"])
+    return {**row, "core": os.sched_getaffinity(0).pop()}
 
 
 def lane_init(cores) -> None:

@@ -106,36 +106,44 @@ def setfit_heads(cfg: Config) -> int:
     return 0
 
 
+def encoder_recipe_row(cfg: Config, name: str, n: int, seed: int, valid: tuple[list, list], labels: list[str]) -> dict:
+    """One recipe of sweep.encoder_recipes (its baselines.encoder_* overrides) trained on the n-row subset
+    of `seed` and scored on the sweep split's rows `valid` (texts, labels): one row of the sweep's table."""
+    from .baselines import encoder, split_texts
+    from .metrics import compute
+    from .runs import encoder_epochs, train_file_name
+    sets = cfg.sweep.encoder_recipes[name] or {}
+    bad = [k for k in sets if not k.startswith("baselines.encoder_")]
+    if bad:
+        raise ConfigError(f"{cfg.path}: sweep.encoder_recipes.{name}: {bad[0]!r} is not a baselines.encoder_* key")
+    c = override(cfg, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
+    tx, ty = split_texts(cfg, train_file_name(n, seed, cfg.data))
+    t0 = time.time()
+    m = compute(encoder(tx, ty, valid[0], seed, c), valid[1], labels, n_boot=0)
+    return {"recipe": name, "rows": n, "seed": seed, "split": cfg.sweep.split, "epochs": encoder_epochs(c.baselines, n),
+            "accuracy": round(m["accuracy"], 3), "macro_f1": round(m["macro_f1"], 3),
+            "seconds": round(time.time() - t0, 1)}
+
+
 def encoder_recipes(cfg: Config) -> int:
     """`python -m fewshot sweep encoder`: the encoder fine-tune's recipes (sweep.encoder_recipes, each
     a set of baselines.* overrides) trained at the sweep sizes (first baseline seed) and scored on the
     sweep split (valid), so the encoder is tuned as the LoRA recipe and SetFit's head were. Writes
     sweep/encoder_recipes.json; the best mean accuracy goes into the config by hand."""
-    from .baselines import encoder, split_texts
-    from .runs import encoder_epochs
+    from .baselines import split_texts
     from .manifest import load_manifest
-    from .metrics import compute
-    from .runs import eval_file_name, train_file_name
+    from .runs import eval_file_name
     sw, seed = cfg.sweep, cfg.baselines.seeds[0]
     if not sw.encoder_recipes:
         raise ConfigError(f"{cfg.path}: no 'sweep.encoder_recipes' to try")
     labels = load_manifest(cfg)["labels"]
-    vx, vy = split_texts(cfg, eval_file_name(sw.split))
+    valid = split_texts(cfg, eval_file_name(sw.split))
     rows = []
-    for name, sets in sw.encoder_recipes.items():
-        bad = [k for k in sets or {} if not k.startswith("baselines.encoder_")]
-        if bad:
-            raise ConfigError(f"{cfg.path}: sweep.encoder_recipes.{name}: {bad[0]!r} is not a baselines.encoder_* key")
-        c = override(cfg, [f"{k}={json.dumps(v)}" for k, v in (sets or {}).items()])
+    for name in sw.encoder_recipes:
         for n in sw.sizes or cfg.data.sizes:
-            tx, ty = split_texts(cfg, train_file_name(n, seed, cfg.data))
-            t0 = time.time()
-            m = compute(encoder(tx, ty, vx, seed, c), vy, labels, n_boot=0)
-            rows.append({"recipe": name, "rows": n, "seed": seed, "split": sw.split,
-                         "epochs": encoder_epochs(c.baselines, n), "accuracy": round(m["accuracy"], 3),
-                         "macro_f1": round(m["macro_f1"], 3), "seconds": round(time.time() - t0, 1)})
+            rows.append(encoder_recipe_row(cfg, name, n, seed, valid, labels))
             print(f"[sweep] encoder {name:<18}{n:>6} rows  {rows[-1]['epochs']:>6} epochs  accuracy "
-                  f"{m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({rows[-1]['seconds']} s)", flush=True)
+                  f"{rows[-1]['accuracy']:.3f}  macro-F1 {rows[-1]['macro_f1']:.3f}  ({rows[-1]['seconds']} s)", flush=True)
     best = best_by_mean_accuracy(rows, "recipe")
     print(f"[sweep] best encoder recipe by mean accuracy on {sw.split}: {best} {sw.encoder_recipes[best]}")
     atomic_write_json(Path(sw.out_dir) / "encoder_recipes.json", {"split": sw.split, "rows": rows, "best": best,
