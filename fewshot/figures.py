@@ -179,7 +179,12 @@ def confusion(result: dict, out_dir=None):
     ax.set_title(f"{result['name']}: confusion matrix, share of each true label")
     fig.colorbar(im, ax=ax, fraction=0.046, label="Share of the true label's rows")
     fig.tight_layout()
-    return _save(fig, out_dir, f"confusion_{result['name']}.png")
+    return _save(fig, out_dir, confusion_file(result))
+
+
+def confusion_file(result: dict) -> str:
+    """The file name `confusion` saves a run's matrix under."""
+    return f"confusion_{result['name']}.png"
 
 
 def confusion_image(result: dict, out_dir):
@@ -191,7 +196,7 @@ def confusion_image(result: dict, out_dir):
         return fig
     from IPython.display import Image
     plt.close(fig)
-    return Image(filename=str(Path(out_dir) / f"confusion_{result['name']}.png"), width=round(fig.get_figwidth() * 100))
+    return Image(filename=str(Path(out_dir) / confusion_file(result)), width=round(fig.get_figwidth() * 100))
 
 
 def loss_curves(logs: dict[str, pd.DataFrame], out_dir=None):
